@@ -1,0 +1,186 @@
+//! The TOML configuration: its raw shape, AWS's validation rules, and the resolved settings
+//! every other module consumes.
+//!
+//! Mapping field names follow Terraform's `aws_lambda_event_source_mapping` arguments, so a
+//! user can move a mapping between Terraform and esmd without renaming anything. Validation
+//! reproduces AWS's ranges, defaults and cross-field rules per source type
+//! (`docs/esm-semantics.md` §1) and reports *every* problem at once, each naming its mapping
+//! and field. Unknown fields are errors.
+
+pub mod arn;
+mod raw;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use arn::{EventSource, FailureDestination, SourceKind};
+pub use raw::RawConfig;
+
+/// The largest payload a synchronous Invoke accepts (6 MB, as Lambda counts it).
+pub const MAX_INVOKE_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+
+/// A validated configuration: what `esmd run` acts on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub state: StateConfig,
+    pub http: HttpConfig,
+    pub aws: AwsSettings,
+    pub daemon: DaemonSettings,
+    pub mappings: Vec<MappingConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateBackend {
+    Sqlite,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateConfig {
+    pub backend: StateBackend,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// `None` turns the admin endpoints off (`listen = ""`).
+    pub listen: Option<SocketAddr>,
+}
+
+/// Overrides for the standard AWS configuration chain. Everything left unset comes from the
+/// environment, the shared config files, web identity or IMDS, as in every AWS SDK.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AwsSettings {
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub profile: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonSettings {
+    /// How long in-flight invocations may run after SIGTERM before esmd gives up on them.
+    pub shutdown_timeout: Duration,
+}
+
+/// One event source mapping, with AWS's defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappingConfig {
+    /// The mapping's identity: the configured `uuid`, or a UUIDv5 derived from the source ARN
+    /// and function name, so that it is stable across restarts (checkpoints are keyed by it).
+    pub uuid: String,
+    pub source: EventSource,
+    pub function_name: String,
+    pub enabled: bool,
+    pub batch_size: usize,
+    pub batching_window: Duration,
+    pub report_batch_item_failures: bool,
+    /// Filter patterns as written (JSON text); compiled by the filter module.
+    pub filter_patterns: Vec<String>,
+    pub sqs: Option<SqsSettings>,
+    pub stream: Option<StreamSettings>,
+}
+
+/// Settings that only SQS mappings have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqsSettings {
+    /// `scaling_config.maximum_concurrency`; `None` means esmd's default
+    /// ([`DEFAULT_SQS_MAXIMUM_CONCURRENCY`]).
+    pub maximum_concurrency: Option<usize>,
+}
+
+/// The concurrency ceiling of an SQS mapping without `scaling_config`. AWS's own ceiling is
+/// 1,250 concurrent invocations; a self-hosted daemon usually shares a host with its function,
+/// so esmd caps itself lower and lets users raise it explicitly (up to AWS's 1,000).
+pub const DEFAULT_SQS_MAXIMUM_CONCURRENCY: usize = 10;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartingPosition {
+    TrimHorizon,
+    Latest,
+    AtTimestamp(chrono::DateTime<chrono::Utc>),
+}
+
+/// Settings that only Kinesis and DynamoDB Streams mappings have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSettings {
+    pub starting_position: StartingPosition,
+    pub parallelization_factor: usize,
+    pub bisect_batch_on_function_error: bool,
+    /// `None` is AWS's -1: retry until the record expires.
+    pub maximum_retry_attempts: Option<u32>,
+    /// `None` is AWS's -1: no age limit beyond the stream's retention.
+    pub maximum_record_age: Option<Duration>,
+    pub on_failure: Option<FailureDestination>,
+    pub tumbling_window: Option<Duration>,
+}
+
+impl MappingConfig {
+    pub fn kind(&self) -> SourceKind {
+        self.source.kind()
+    }
+
+    /// A short label for logs and error messages.
+    pub fn label(&self) -> String {
+        format!("{} -> {}", self.source.arn(), self.function_name)
+    }
+}
+
+/// One problem found in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// `mapping[2] (arn:aws:sqs:…)`, or `None` for top-level sections.
+    pub mapping: Option<String>,
+    /// The field path, e.g. `batch_size` or `filter_criteria.filter[1].pattern`.
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.mapping {
+            Some(mapping) => write!(f, "{mapping}: {}: {}", self.field, self.message),
+            None => write!(f, "{}: {}", self.field, self.message),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} problem(s) in the configuration:\n{}", .0.len(), .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<ConfigProblem>),
+}
+
+impl ConfigError {
+    pub fn problems(&self) -> &[ConfigProblem] {
+        match self {
+            ConfigError::Invalid(problems) => problems,
+            ConfigError::Read { .. } => &[],
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text)
+    }
+
+    /// Parses and validates a TOML document, collecting every problem.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        validate::parse_and_validate(text).map_err(ConfigError::Invalid)
+    }
+
+    pub fn enabled_mappings(&self) -> impl Iterator<Item = &MappingConfig> {
+        self.mappings.iter().filter(|m| m.enabled)
+    }
+}

@@ -1,0 +1,202 @@
+//! Which messages of an SQS batch to delete after an invocation (`docs/esm-semantics.md` §3).
+//! Pure: the source applies the decision with DeleteMessageBatch.
+
+use crate::payload::response::{parse_batch_item_failures, resolve_identifiers, BatchItemFailures};
+use crate::target::InvokeOutcome;
+
+/// The part of a message the decision needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageKey<'a> {
+    pub message_id: &'a str,
+    /// `MessageGroupId` on FIFO queues.
+    pub group_id: Option<&'a str>,
+}
+
+/// What to do with a batch once the function has answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqsDisposition {
+    /// Delete every message.
+    DeleteAll,
+    /// Delete the messages at `delete`; the ones at `keep` return after their visibility
+    /// timeout.
+    Partial {
+        delete: Vec<usize>,
+        keep: Vec<usize>,
+    },
+    /// Delete nothing: every message returns after its visibility timeout.
+    KeepAll { reason: String },
+}
+
+/// Applies AWS's rules to a function's answer.
+///
+/// Without `ReportBatchItemFailures` a returned body is ignored. With it, the listed messages
+/// are kept and the rest deleted; a malformed response or an unknown identifier keeps all. On
+/// FIFO queues, once a message of a group is kept, every later message of that group is kept
+/// too, so the group's order survives the retry even if the function reported only the first
+/// failure.
+pub fn decide(
+    outcome: &InvokeOutcome,
+    report_batch_item_failures: bool,
+    batch: &[MessageKey<'_>],
+    fifo: bool,
+) -> SqsDisposition {
+    let body = match outcome {
+        InvokeOutcome::Returned { body } => body,
+        other => {
+            return SqsDisposition::KeepAll {
+                reason: other.summary(),
+            }
+        }
+    };
+    if !report_batch_item_failures {
+        return SqsDisposition::DeleteAll;
+    }
+    let reported = match parse_batch_item_failures(body) {
+        Ok(BatchItemFailures::None) => return SqsDisposition::DeleteAll,
+        Ok(BatchItemFailures::Some(ids)) => ids,
+        Err(e) => {
+            return SqsDisposition::KeepAll {
+                reason: e.to_string(),
+            }
+        }
+    };
+    let mut failed = match resolve_identifiers(&reported, batch.iter().map(|m| m.message_id)) {
+        Ok(positions) => positions,
+        Err(e) => {
+            return SqsDisposition::KeepAll {
+                reason: e.to_string(),
+            }
+        }
+    };
+    if fifo {
+        let mut blocked_groups: Vec<&str> = Vec::new();
+        failed.clear();
+        for (i, m) in batch.iter().enumerate() {
+            let group = m.group_id.unwrap_or_default();
+            let reported_here = reported.iter().any(|id| id == m.message_id);
+            if reported_here && !blocked_groups.contains(&group) {
+                blocked_groups.push(group);
+            }
+            if blocked_groups.contains(&group) {
+                failed.push(i);
+            }
+        }
+    }
+    let keep = failed;
+    let delete: Vec<usize> = (0..batch.len()).filter(|i| !keep.contains(i)).collect();
+    if keep.is_empty() {
+        SqsDisposition::DeleteAll
+    } else {
+        SqsDisposition::Partial { delete, keep }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn returned(body: &str) -> InvokeOutcome {
+        InvokeOutcome::Returned {
+            body: Bytes::from(body.to_string()),
+        }
+    }
+
+    fn keys<'a>(ids: &'a [(&'a str, Option<&'a str>)]) -> Vec<MessageKey<'a>> {
+        ids.iter()
+            .map(|(m, g)| MessageKey {
+                message_id: m,
+                group_id: *g,
+            })
+            .collect()
+    }
+
+    const PARTIAL: &str = r#"{"batchItemFailures":[{"itemIdentifier":"b"}]}"#;
+
+    #[test]
+    fn response_is_ignored_without_the_flag() {
+        let batch = keys(&[("a", None), ("b", None)]);
+        assert_eq!(
+            decide(&returned(PARTIAL), false, &batch, false),
+            SqsDisposition::DeleteAll
+        );
+        assert_eq!(
+            decide(&returned("not json"), false, &batch, false),
+            SqsDisposition::DeleteAll
+        );
+    }
+
+    #[test]
+    fn partial_keeps_only_listed() {
+        let batch = keys(&[("a", None), ("b", None), ("c", None)]);
+        assert_eq!(
+            decide(&returned(PARTIAL), true, &batch, false),
+            SqsDisposition::Partial {
+                delete: vec![0, 2],
+                keep: vec![1]
+            }
+        );
+        assert_eq!(
+            decide(&returned(""), true, &batch, false),
+            SqsDisposition::DeleteAll
+        );
+        assert_eq!(
+            decide(
+                &returned(r#"{"batchItemFailures":[]}"#),
+                true,
+                &batch,
+                false
+            ),
+            SqsDisposition::DeleteAll
+        );
+    }
+
+    #[test]
+    fn bad_responses_keep_everything() {
+        let batch = keys(&[("a", None)]);
+        for body in [
+            "not json",
+            r#"{"batchItemFailures":[{"itemIdentifier":"zz"}]}"#,
+            r#"{"batchItemFailures":[{}]}"#,
+        ] {
+            assert!(matches!(
+                decide(&returned(body), true, &batch, false),
+                SqsDisposition::KeepAll { .. }
+            ));
+        }
+        let error = InvokeOutcome::FunctionError {
+            kind: "Unhandled".into(),
+            body: Bytes::new(),
+        };
+        assert!(matches!(
+            decide(&error, true, &batch, false),
+            SqsDisposition::KeepAll { .. }
+        ));
+        let throttle = InvokeOutcome::Throttled {
+            retry_after: None,
+            message: String::new(),
+        };
+        assert!(matches!(
+            decide(&throttle, false, &batch, false),
+            SqsDisposition::KeepAll { .. }
+        ));
+    }
+
+    #[test]
+    fn fifo_keeps_the_rest_of_a_failed_group() {
+        let batch = keys(&[
+            ("a", Some("g1")),
+            ("b", Some("g1")),
+            ("c", Some("g2")),
+            ("d", Some("g1")),
+        ]);
+        let body = r#"{"batchItemFailures":[{"itemIdentifier":"b"}]}"#;
+        assert_eq!(
+            decide(&returned(body), true, &batch, true),
+            SqsDisposition::Partial {
+                delete: vec![0, 2],
+                keep: vec![1, 3]
+            }
+        );
+    }
+}

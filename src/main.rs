@@ -1,0 +1,73 @@
+//! The `esmd` binary: parse the command line, set up logging, run, and map the result to an
+//! exit code. Everything else lives in the library.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use esmd::cli::{Cli, Command};
+use esmd::config::{Config, ConfigError};
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    esmd::telemetry::init_logging(cli.log_json);
+    match cli.command {
+        Command::Validate { config } => match Config::load(&config) {
+            Ok(cfg) => {
+                println!(
+                    "{}: valid ({} mapping(s))",
+                    config.display(),
+                    cfg.mappings.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("{}: {err}", config.display());
+                ExitCode::from(2)
+            }
+        },
+        Command::Run { config } => match run(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                match err.downcast_ref::<ConfigError>() {
+                    Some(e) => eprintln!("{}: {e}", config.display()),
+                    None => eprintln!("esmd: {err:#}"),
+                }
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+fn run(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(watch_signals(shutdown.clone()));
+        let clients = esmd::daemon::Clients::from_aws(&config).await;
+        esmd::daemon::run(config, clients, shutdown).await?;
+        Ok(())
+    })
+}
+
+/// Cancels the root token on SIGTERM or SIGINT.
+async fn watch_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    shutdown.cancel();
+}

@@ -1,0 +1,55 @@
+//! The event JSON esmd sends to functions, and the parsing of what functions send back.
+//!
+//! Each record is serialised exactly once, when it is received, into a [`RecordJson`]; a batch
+//! payload is then only those bytes joined into `{"Records":[…]}`. That makes the 6 MB limit
+//! exact (the batch knows its size before it is built) and keeps record bodies from being
+//! copied or re-encoded per invocation. Field names and order follow AWS's own events
+//! byte-for-byte; golden tests in `tests/` compare them with AWS's documented examples.
+
+pub mod response;
+pub mod sqs;
+
+use serde_json::value::RawValue;
+
+/// One record, already serialised as it will appear inside `Records`.
+pub type RecordJson = Box<RawValue>;
+
+const RECORDS_PREFIX: &[u8] = b"{\"Records\":[";
+const RECORDS_SUFFIX: &[u8] = b"]}";
+
+/// Bytes the `{"Records":[…]}` wrapper adds to a batch of `count` records.
+pub fn envelope_overhead(count: usize) -> usize {
+    RECORDS_PREFIX.len() + RECORDS_SUFFIX.len() + count.saturating_sub(1)
+}
+
+/// Joins already-serialised records into an invocation payload.
+pub fn records_event<'a>(records: impl IntoIterator<Item = &'a RawValue>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4096);
+    out.extend_from_slice(RECORDS_PREFIX);
+    for (i, r) in records.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(r.get().as_bytes());
+    }
+    out.extend_from_slice(RECORDS_SUFFIX);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_size_is_exact() {
+        let a = RawValue::from_string("{\"a\":1}".into()).unwrap();
+        let b = RawValue::from_string("{\"b\":22}".into()).unwrap();
+        let event = records_event([a.as_ref(), b.as_ref()]);
+        assert_eq!(event, br#"{"Records":[{"a":1},{"b":22}]}"#);
+        assert_eq!(
+            event.len(),
+            a.get().len() + b.get().len() + envelope_overhead(2)
+        );
+        assert_eq!(records_event([]).len(), envelope_overhead(0));
+    }
+}

@@ -1,0 +1,70 @@
+//! How many pollers an SQS mapping runs. Pure, so the policy is unit-tested.
+//!
+//! AWS starts a standard-queue mapping with 5 concurrent batches and adds up to 300 a minute
+//! while messages remain. A sidecar should cost nothing when idle, so esmd starts with one
+//! poller, adds one each time a receive comes back full (a backlog), and removes one each time
+//! a receive comes back empty, between 1 and the mapping's maximum concurrency.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scaler {
+    current: usize,
+    max: usize,
+}
+
+impl Scaler {
+    pub fn new(max: usize) -> Self {
+        Scaler {
+            current: 1,
+            max: max.max(1),
+        }
+    }
+
+    pub fn current(&self) -> usize {
+        self.current
+    }
+
+    /// Records one receive; returns true when the poller count grew.
+    pub fn observe(&mut self, requested: usize, received: usize) -> bool {
+        if requested > 0 && received >= requested && self.current < self.max {
+            self.current += 1;
+            return true;
+        }
+        if received == 0 && self.current > 1 {
+            self.current -= 1;
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn grows_with_backlog_and_shrinks_when_idle() {
+        let mut s = Scaler::new(3);
+        assert_eq!(s.current(), 1);
+        assert!(s.observe(10, 10));
+        assert!(s.observe(10, 10));
+        assert!(!s.observe(10, 10));
+        assert_eq!(s.current(), 3);
+        s.observe(10, 4);
+        assert_eq!(s.current(), 3);
+        s.observe(10, 0);
+        s.observe(10, 0);
+        s.observe(10, 0);
+        assert_eq!(s.current(), 1);
+    }
+
+    proptest! {
+        #[test]
+        fn stays_within_bounds(max in 1usize..50, obs in prop::collection::vec((1usize..11, 0usize..11), 0..200)) {
+            let mut s = Scaler::new(max);
+            for (req, got) in obs {
+                s.observe(req, got.min(req));
+                prop_assert!(s.current() >= 1 && s.current() <= max);
+            }
+        }
+    }
+}

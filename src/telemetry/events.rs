@@ -1,0 +1,138 @@
+//! Named log events. Each is a struct with an `emit` method, so the set of things esmd logs is
+//! visible in one place and no call site can slip a payload or credential into a log line.
+
+use std::time::Duration;
+
+/// A mapping started polling.
+pub struct MappingStarted<'a> {
+    pub uuid: &'a str,
+    pub source: &'a str,
+    pub function: &'a str,
+}
+
+impl MappingStarted<'_> {
+    pub fn emit(&self) {
+        tracing::info!(
+            mapping = self.uuid,
+            source = self.source,
+            function = self.function,
+            "mapping polling"
+        );
+    }
+}
+
+/// A mapping cannot work as configured; it keeps retrying every `retry_in`.
+pub struct MappingErrored<'a> {
+    pub uuid: &'a str,
+    pub error: &'a str,
+    pub retry_in: Duration,
+}
+
+impl MappingErrored<'_> {
+    pub fn emit(&self) {
+        tracing::warn!(
+            mapping = self.uuid,
+            error = self.error,
+            retry_in_ms = self.retry_in.as_millis() as u64,
+            "mapping in error state"
+        );
+    }
+}
+
+/// A batch was invoked; `outcome` is a summary, never the payload.
+pub struct BatchInvoked<'a> {
+    pub uuid: &'a str,
+    pub records: usize,
+    pub payload_bytes: usize,
+    pub elapsed: Duration,
+    pub outcome: &'a str,
+}
+
+impl BatchInvoked<'_> {
+    pub fn emit(&self) {
+        tracing::debug!(
+            mapping = self.uuid,
+            records = self.records,
+            payload_bytes = self.payload_bytes,
+            elapsed_ms = self.elapsed.as_millis() as u64,
+            outcome = self.outcome,
+            "batch invoked"
+        );
+    }
+}
+
+/// An invocation failed and will be retried.
+pub struct InvokeRetrying<'a> {
+    pub uuid: &'a str,
+    pub outcome: &'a str,
+    pub attempt: u32,
+    pub delay: Duration,
+}
+
+impl InvokeRetrying<'_> {
+    pub fn emit(&self) {
+        tracing::info!(
+            mapping = self.uuid,
+            outcome = self.outcome,
+            attempt = self.attempt,
+            delay_ms = self.delay.as_millis() as u64,
+            "invocation will be retried"
+        );
+    }
+}
+
+/// A batch failed and its records return to the source.
+pub struct BatchFailed<'a> {
+    pub uuid: &'a str,
+    pub records: usize,
+    pub reason: &'a str,
+}
+
+impl BatchFailed<'_> {
+    pub fn emit(&self) {
+        tracing::warn!(
+            mapping = self.uuid,
+            records = self.records,
+            reason = self.reason,
+            "batch failed; records return to the source"
+        );
+    }
+}
+
+/// Some entries of a DeleteMessageBatch/ChangeMessageVisibilityBatch call failed.
+pub struct BatchEntriesFailed<'a> {
+    pub uuid: &'a str,
+    pub operation: &'a str,
+    pub failed: usize,
+    pub first_error: &'a str,
+}
+
+impl BatchEntriesFailed<'_> {
+    pub fn emit(&self) {
+        tracing::warn!(
+            mapping = self.uuid,
+            operation = self.operation,
+            failed = self.failed,
+            first_error = self.first_error,
+            "batch call had failed entries"
+        );
+    }
+}
+
+/// A record is larger than one invocation may carry.
+pub struct RecordTooLarge<'a> {
+    pub uuid: &'a str,
+    pub record_id: &'a str,
+    pub bytes: usize,
+}
+
+impl RecordTooLarge<'_> {
+    pub fn emit(&self) {
+        tracing::warn!(
+            mapping = self.uuid,
+            record = self.record_id,
+            bytes = self.bytes,
+            "record exceeds the 6 MB invoke limit; left to the source's redrive"
+        );
+    }
+}

@@ -1,0 +1,203 @@
+//! What esmd tells operators: per-mapping state and counters (served by `http/`), and the
+//! setup of structured logs.
+//!
+//! Metric names mirror the ESM metrics AWS publishes (`PolledEventCount` becomes
+//! `esmd_polled_events_total`, …). Labels are bounded: the mapping uuid, its function and its
+//! source kind, never a receipt handle, message id or sequence number. Logs never carry
+//! credentials or record payloads.
+
+pub mod events;
+pub mod metrics;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::Serialize;
+
+use crate::config::MappingConfig;
+pub use metrics::MappingMetrics;
+
+/// A mapping's lifecycle state, named as AWS names them where AWS has a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum MappingState {
+    /// Resolving its source (queue URL, stream) before the first poll.
+    Enabling,
+    /// Polling.
+    Enabled,
+    /// `enabled = false` in the config.
+    Disabled,
+    /// Cannot work as configured (missing queue or function, access denied); retrying slowly.
+    Error,
+    /// Draining after a shutdown or a removal.
+    Disabling,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+struct StatusText {
+    last_processing_result: String,
+    last_error: Option<String>,
+}
+
+/// Everything `/mappings`, `/readyz` and `/metrics` know about one mapping.
+#[derive(Debug)]
+pub struct MappingStatus {
+    pub uuid: String,
+    pub event_source_arn: String,
+    pub function_name: String,
+    pub source_kind: &'static str,
+    pub enabled: bool,
+    state: Mutex<MappingState>,
+    text: Mutex<StatusText>,
+    /// Set once the mapping has polled at least once since it started.
+    polling: AtomicBool,
+    pub metrics: MappingMetrics,
+    /// Per-shard details for stream mappings (JSON, filled by the stream source).
+    pub shards: Mutex<serde_json::Value>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned status lock only means a panic elsewhere; the data is still usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl MappingStatus {
+    pub fn new(mapping: &MappingConfig) -> Self {
+        MappingStatus {
+            uuid: mapping.uuid.clone(),
+            event_source_arn: mapping.source.arn().to_string(),
+            function_name: mapping.function_name.clone(),
+            source_kind: match mapping.kind() {
+                crate::config::SourceKind::Sqs => "sqs",
+                crate::config::SourceKind::Kinesis => "kinesis",
+                crate::config::SourceKind::DynamoDbStreams => "dynamodb",
+            },
+            enabled: mapping.enabled,
+            state: Mutex::new(if mapping.enabled {
+                MappingState::Enabling
+            } else {
+                MappingState::Disabled
+            }),
+            text: Mutex::new(StatusText {
+                last_processing_result: "No records processed".into(),
+                last_error: None,
+            }),
+            polling: AtomicBool::new(false),
+            metrics: MappingMetrics::default(),
+            shards: Mutex::new(serde_json::Value::Null),
+        }
+    }
+
+    pub fn state(&self) -> MappingState {
+        *lock(&self.state)
+    }
+
+    pub fn set_state(&self, state: MappingState) {
+        *lock(&self.state) = state;
+    }
+
+    /// Enters the error state with a reason; the mapping keeps retrying.
+    pub fn set_error(&self, error: impl Into<String>) {
+        let error = error.into();
+        *lock(&self.state) = MappingState::Error;
+        let mut text = lock(&self.text);
+        text.last_processing_result = format!("PROBLEM: {error}");
+        text.last_error = Some(error);
+    }
+
+    /// Marks the mapping as polling (it leaves any error state).
+    pub fn set_polling(&self) {
+        self.polling.store(true, Ordering::Relaxed);
+        let mut state = lock(&self.state);
+        if matches!(*state, MappingState::Enabling | MappingState::Error) {
+            *state = MappingState::Enabled;
+        }
+    }
+
+    pub fn is_polling(&self) -> bool {
+        self.polling.load(Ordering::Relaxed) && self.state() == MappingState::Enabled
+    }
+
+    pub fn record_result(&self, result: impl Into<String>) {
+        lock(&self.text).last_processing_result = result.into();
+    }
+
+    pub fn record_problem(&self, problem: impl Into<String>) {
+        let problem = problem.into();
+        let mut text = lock(&self.text);
+        text.last_processing_result = format!("PROBLEM: {problem}");
+        text.last_error = Some(problem);
+    }
+
+    pub fn snapshot(&self) -> serde_json::Value {
+        let text = lock(&self.text).clone();
+        let mut v = serde_json::json!({
+            "uuid": self.uuid,
+            "event_source_arn": self.event_source_arn,
+            "function_name": self.function_name,
+            "source": self.source_kind,
+            "state": self.state(),
+            "last_processing_result": text.last_processing_result,
+            "last_error": text.last_error,
+            "metrics": self.metrics.snapshot(),
+        });
+        let shards = lock(&self.shards).clone();
+        if !shards.is_null() {
+            v["shards"] = shards;
+        }
+        v
+    }
+}
+
+/// All mappings of the running daemon.
+#[derive(Debug, Default)]
+pub struct Registry {
+    mappings: RwLock<Vec<Arc<MappingStatus>>>,
+}
+
+impl Registry {
+    pub fn add(&self, status: Arc<MappingStatus>) {
+        self.mappings
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(status);
+    }
+
+    pub fn remove(&self, uuid: &str) {
+        self.mappings
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|m| m.uuid != uuid);
+    }
+
+    pub fn all(&self) -> Vec<Arc<MappingStatus>> {
+        self.mappings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Ready once every enabled mapping is polling.
+    pub fn ready(&self) -> bool {
+        self.all()
+            .iter()
+            .filter(|m| m.enabled)
+            .all(|m| m.is_polling())
+    }
+}
+
+/// Initialises `tracing`: human-readable by default, JSON with `json = true`; levels from
+/// `RUST_LOG` (default `info`).
+pub fn init_logging(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+    // Already initialised (tests): keep the existing subscriber.
+    let _ = result;
+}
