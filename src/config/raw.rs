@@ -65,6 +65,29 @@ pub struct RawMapping {
     pub tumbling_window_in_seconds: Option<i64>,
 }
 
+impl RawMapping {
+    /// Every top-level mapping field, for reporting unknown ones individually.
+    pub const FIELDS: [&'static str; 17] = [
+        "uuid",
+        "event_source_arn",
+        "function_name",
+        "enabled",
+        "batch_size",
+        "maximum_batching_window_in_seconds",
+        "function_response_types",
+        "filter_criteria",
+        "scaling_config",
+        "starting_position",
+        "starting_position_timestamp",
+        "parallelization_factor",
+        "bisect_batch_on_function_error",
+        "maximum_retry_attempts",
+        "maximum_record_age_in_seconds",
+        "destination_config",
+        "tumbling_window_in_seconds",
+    ];
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFilterCriteria {

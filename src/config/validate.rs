@@ -102,7 +102,24 @@ pub(super) fn parse_and_validate(text: &str) -> Result<Config, Vec<ConfigProblem
             mapping: Some(label),
             out: &mut problems,
         };
-        let raw_mapping: RawMapping = match value.clone().try_into() {
+        // Report unknown keys one by one, then check the rest, so that a typo does not hide
+        // the mapping's other problems.
+        let mut value = value.clone();
+        if let Some(table) = value.as_table_mut() {
+            let unknown: Vec<String> = table
+                .keys()
+                .filter(|k| !RawMapping::FIELDS.contains(&k.as_str()))
+                .cloned()
+                .collect();
+            for key in unknown {
+                table.remove(&key);
+                let hint = closest_field(&key)
+                    .map(|f| format!(" (did you mean `{f}`?)"))
+                    .unwrap_or_default();
+                p.push(key, format!("unknown field{hint}"));
+            }
+        }
+        let raw_mapping: RawMapping = match value.try_into() {
             Ok(m) => m,
             Err(err) => {
                 p.push("(mapping)", err.to_string().trim().replace('\n', " "));
@@ -126,6 +143,32 @@ pub(super) fn parse_and_validate(text: &str) -> Result<Config, Vec<ConfigProblem
     } else {
         Err(problems)
     }
+}
+
+/// The known field that differs least from a misspelt one, if any is close.
+fn closest_field(key: &str) -> Option<&'static str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut previous = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let current = row[j + 1];
+                row[j + 1] = (previous + usize::from(ca != *cb))
+                    .min(row[j] + 1)
+                    .min(current + 1);
+                previous = current;
+            }
+        }
+        row[b.len()]
+    }
+    RawMapping::FIELDS
+        .iter()
+        .map(|f| (distance(key, f), *f))
+        .filter(|(d, _)| *d <= 3)
+        .min()
+        .map(|(_, f)| f)
 }
 
 fn mapping_label(index: usize, value: &toml::Value) -> String {

@@ -223,7 +223,11 @@ fn unknown_fields_are_errors() {
     let p = problems(&format!(
         "[[mapping]]\nevent_source_arn = \"{SQS}\"\nfunction_name = \"f\"\nbatchsize = 5\n"
     ));
-    assert!(p.iter().any(|x| x.message.contains("batchsize")), "{p:?}");
+    assert!(
+        p.iter()
+            .any(|x| x.field == "batchsize" && x.message.contains("did you mean `batch_size`")),
+        "{p:?}"
+    );
     let p = problems("[http]\nport = 1\n");
     assert!(p.iter().any(|x| x.message.contains("port")), "{p:?}");
 }

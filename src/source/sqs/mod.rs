@@ -15,7 +15,7 @@
 pub mod client;
 pub mod scaling;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -91,6 +91,9 @@ struct Queue {
     scaled: tokio::sync::Notify,
     /// FIFO message groups held by an in-flight batch.
     groups_in_flight: Mutex<HashSet<String>>,
+    /// FIFO message groups with failed messages still waiting to come back, by group: their
+    /// message ids in group order and when esmd stops waiting (the visibility timeout plus a margin).
+    groups_awaiting_retry: Mutex<HashMap<String, (VecDeque<String>, Instant)>>,
     /// While the mapping is in an error state, pollers wait until this instant.
     paused_until: Mutex<Option<Instant>>,
     consecutive_errors: Mutex<usize>,
@@ -191,6 +194,7 @@ impl SqsSource {
                         scaler: Mutex::new(Scaler::new(self.max_pollers())),
                         scaled: tokio::sync::Notify::new(),
                         groups_in_flight: Mutex::new(HashSet::new()),
+                        groups_awaiting_retry: Mutex::new(HashMap::new()),
                         paused_until: Mutex::new(None),
                         consecutive_errors: Mutex::new(0),
                     })
@@ -379,6 +383,11 @@ impl SqsSource {
 
     /// FIFO only: keeps messages whose group no other batch holds, claiming those groups, and
     /// releases the others (with every later message of their group) back to the queue.
+    ///
+    /// A group whose earlier messages failed and have not come back yet is also refused: real
+    /// SQS never hands out a later message first, but emulators can (moto skips a timed-out
+    /// message while a later one of its group is still marked in flight), and order must hold
+    /// whatever the backend.
     async fn claim_fifo_groups(&self, queue: &Queue, messages: Vec<SqsMessage>) -> Vec<SqsMessage> {
         if !self.fifo {
             return messages;
@@ -387,11 +396,34 @@ impl SqsSource {
         let mut release = Vec::new();
         {
             let mut held = lock(&queue.groups_in_flight);
+            let mut awaiting = lock(&queue.groups_awaiting_retry);
+            let now = Instant::now();
+            awaiting.retain(|_, (ids, until)| !ids.is_empty() && *until > now);
             let mut mine: HashSet<String> = HashSet::new();
             let mut refused: HashSet<String> = HashSet::new();
             for m in messages {
                 let group = m.group_id().unwrap_or_default().to_string();
-                if refused.contains(&group) || (!mine.contains(&group) && held.contains(&group)) {
+                // Only the group's earliest failed message may come next. (The order is the
+                // failed batch's own: SQS delivered it in group order. Sequence numbers would
+                // do on AWS, but moto's are random.)
+                let out_of_turn = match awaiting.get_mut(&group) {
+                    Some((pending, _)) if pending.front() == Some(&m.message_id) => {
+                        pending.pop_front();
+                        false
+                    }
+                    Some((pending, _)) => !pending.is_empty(),
+                    None => false,
+                };
+                if awaiting
+                    .get(&group)
+                    .is_some_and(|(pending, _)| pending.is_empty())
+                {
+                    awaiting.remove(&group);
+                }
+                if out_of_turn
+                    || refused.contains(&group)
+                    || (!mine.contains(&group) && held.contains(&group))
+                {
                     refused.insert(group);
                     release.push(m);
                 } else {
@@ -416,8 +448,30 @@ impl SqsSource {
             if let Err(e) = self.api.change_visibility(&queue.url, &entries).await {
                 tracing::warn!(mapping = %self.mapping.uuid, error = %e, "could not release messages of a group in flight; they return after the visibility timeout");
             }
+            // Let the group's earlier messages come back before receiving again.
+            if keep.is_empty() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
         }
         keep
+    }
+
+    /// FIFO only: remembers the kept messages of a failed batch so that no later message of
+    /// their groups is delivered before they come back.
+    fn await_fifo_retry(&self, queue: &Queue, kept: &[&Received]) {
+        if !self.fifo || kept.is_empty() {
+            return;
+        }
+        let until = Instant::now() + queue.visibility_timeout + Duration::from_secs(5);
+        let mut awaiting = lock(&queue.groups_awaiting_retry);
+        for r in kept {
+            let group = r.message.group_id().unwrap_or_default().to_string();
+            let entry = awaiting
+                .entry(group)
+                .or_insert_with(|| (VecDeque::new(), until));
+            entry.0.push_back(r.message.message_id.clone());
+            entry.1 = until;
+        }
     }
 
     fn unclaim_fifo_groups(&self, queue: &Queue, records: &[Received]) {
@@ -528,6 +582,8 @@ impl SqsSource {
                     MappingMetrics::add(&metrics.failed_invoke, keep.len());
                     let to_delete: Vec<&Received> = delete.iter().map(|&i| &records[i]).collect();
                     self.delete_refs(queue, &to_delete).await;
+                    let kept: Vec<&Received> = keep.iter().map(|&i| &records[i]).collect();
+                    self.await_fifo_retry(queue, &kept);
                 }
                 SqsDisposition::KeepAll { reason } => {
                     MappingMetrics::add(&metrics.failed_invoke, records.len());
@@ -540,6 +596,7 @@ impl SqsSource {
                         reason: &reason,
                     }
                     .emit();
+                    self.await_fifo_retry(queue, &records.iter().collect::<Vec<_>>());
                 }
             }
             self.unclaim_fifo_groups(queue, &records);

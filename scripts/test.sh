@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests, and integration tests against a real moto server (started by
+# the tests themselves on loopback). Installs moto server first if it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v moto_server >/dev/null 2>&1; then
+  echo "installing moto server (pip install 'moto[server]')" >&2
+  python3 -m pip install --quiet 'moto[server]'
+fi
+export MOTO_SERVER="${MOTO_SERVER:-$(command -v moto_server)}"
+
+# Integration tests each start a moto server and an esmd process; two at a time suits a
+# two-core machine.
+exec cargo test --all-targets -- --test-threads="${ESMD_TEST_THREADS:-4}" "$@"

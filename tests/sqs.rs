@@ -1,0 +1,702 @@
+//! SQS mappings end to end: the real esmd binary, moto server, and a test-owned function.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+fn mapping(arn: &str, extra: &str) -> String {
+    format!(
+        "[[mapping]]\nevent_source_arn = \"{arn}\"\nfunction_name = \"process-orders\"\n{extra}\n"
+    )
+}
+
+fn uuid_of(esmd: &Esmd, arn: &str) -> String {
+    esmd.mappings()["mappings"]
+        .as_array()
+        .and_then(|ms| ms.iter().find(|m| m["event_source_arn"] == arn))
+        .and_then(|m| m["uuid"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivers_with_aws_record_shape_then_deletes() {
+    let moto = Moto::start();
+    let queue = Queue::create(&moto, "orders", &[]).await;
+    let function = FunctionServer::start(|_, _| Reply::ok("null"));
+    let esmd = Esmd::start(&moto, &function, &mapping(&queue.arn, "batch_size = 10"));
+    assert_eq!(esmd.get("/healthz").0, 200);
+    esmd.wait_for(Duration::from_secs(20), "readyz", || {
+        esmd.get("/readyz").0 == 200
+    });
+
+    let mut ids = HashSet::new();
+    for i in 0..5 {
+        ids.insert(queue.send(&format!("{{\"order\":{i}}}")).await);
+    }
+    eventually(
+        Duration::from_secs(20),
+        "5 records delivered",
+        Some(&esmd),
+        || async { function.bodies().len() >= 5 },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "queue drained",
+        Some(&esmd),
+        || queue.is_empty(),
+    )
+    .await;
+
+    let calls = function.calls();
+    assert!(calls.iter().all(|c| c.function == "process-orders"));
+    let records: Vec<Value> = calls.iter().flat_map(|c| c.records().clone()).collect();
+    assert_eq!(records.len(), 5, "each message delivered once");
+    let seen: HashSet<String> = records
+        .iter()
+        .map(|r| r["messageId"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(seen, ids);
+    for r in &records {
+        let keys: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "messageId",
+                "receiptHandle",
+                "body",
+                "attributes",
+                "messageAttributes",
+                "md5OfMessageAttributes",
+                "md5OfBody",
+                "eventSource",
+                "eventSourceARN",
+                "awsRegion"
+            ]
+        );
+        assert_eq!(r["eventSource"], "aws:sqs");
+        assert_eq!(r["eventSourceARN"], queue.arn.as_str());
+        assert_eq!(r["awsRegion"], REGION);
+        assert_eq!(r["md5OfMessageAttributes"], Value::Null);
+        assert!(r["attributes"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(Value::is_string));
+        assert_eq!(r["attributes"]["ApproximateReceiveCount"], "1");
+        let body = r["body"].as_str().unwrap();
+        let md5: String = md5_hex(body.as_bytes());
+        assert_eq!(r["md5OfBody"], md5.as_str());
+        // Every record must also deserialize into the community event types.
+        let _: aws_lambda_events::event::sqs::SqsMessage =
+            serde_json::from_value(r.clone()).unwrap();
+    }
+    let uuid = uuid_of(&esmd, &queue.arn);
+    esmd.wait_for(Duration::from_secs(5), "metrics", || {
+        esmd.metric("esmd_deleted_events_total", &uuid) == 5
+    });
+    assert_eq!(esmd.metric("esmd_polled_events_total", &uuid), 5);
+    assert_eq!(esmd.metric("esmd_invoked_events_total", &uuid), 5);
+    assert_eq!(esmd.metric("esmd_failed_invoke_events_total", &uuid), 0);
+    let m = &esmd.mappings()["mappings"][0];
+    assert_eq!(m["state"], "Enabled");
+    assert_eq!(m["last_processing_result"], "OK");
+    assert_eq!(m["last_error"], Value::Null);
+}
+
+fn md5_hex(bytes: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    Md5::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_attributes_reach_the_function() {
+    use aws_sdk_sqs::types::MessageAttributeValue;
+    let moto = Moto::start();
+    let queue = Queue::create(&moto, "attrs", &[]).await;
+    let function = FunctionServer::start(|_, _| Reply::ok(""));
+    let esmd = Esmd::start(&moto, &function, &mapping(&queue.arn, ""));
+    let sent = queue
+        .client
+        .send_message()
+        .queue_url(&queue.url)
+        .message_body("x")
+        .message_attributes(
+            "tenant",
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value("acme")
+                .build()
+                .unwrap(),
+        )
+        .message_attributes(
+            "blob",
+            MessageAttributeValue::builder()
+                .data_type("Binary")
+                .binary_value(aws_smithy_types::Blob::new(vec![0xde, 0xad, 0xbe, 0xef]))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(20), "delivery", Some(&esmd), || async {
+        !function.calls().is_empty()
+    })
+    .await;
+    let calls = function.calls();
+    let r = &calls[0].records()[0];
+    assert_eq!(
+        r["messageAttributes"]["tenant"],
+        serde_json::json!({"stringValue":"acme","stringListValues":[],"binaryListValues":[],"dataType":"String"})
+    );
+    assert_eq!(r["messageAttributes"]["blob"]["binaryValue"], "3q2+7w==");
+    assert_eq!(
+        r["md5OfMessageAttributes"].as_str(),
+        sent.md5_of_message_attributes()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_batch_deletes_the_rest_and_redrive_moves_the_failure_to_the_dlq() {
+    let moto = Moto::start();
+    let (queue, dlq) = Queue::with_dlq(&moto, "partial", 1, 2).await;
+    let function = FunctionServer::start(|inv, _| {
+        let failures: Vec<Value> = inv
+            .records()
+            .iter()
+            .filter(|r| r["body"] == "poison")
+            .map(|r| serde_json::json!({"itemIdentifier": r["messageId"]}))
+            .collect();
+        Reply::ok(serde_json::json!({"batchItemFailures": failures}).to_string())
+    });
+    let esmd = Esmd::start(
+        &moto,
+        &function,
+        &mapping(
+            &queue.arn,
+            "function_response_types = [\"ReportBatchItemFailures\"]",
+        ),
+    );
+    for body in ["ok-1", "poison", "ok-2"] {
+        queue.send(body).await;
+    }
+    eventually(
+        Duration::from_secs(30),
+        "poison in the DLQ",
+        Some(&esmd),
+        || async { dlq.peek_bodies().await == vec!["poison".to_string()] },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "source queue empty",
+        Some(&esmd),
+        || queue.is_empty(),
+    )
+    .await;
+    let bodies = function.bodies();
+    assert_eq!(
+        bodies.iter().filter(|b| *b == "ok-1").count(),
+        1,
+        "{bodies:?}"
+    );
+    assert_eq!(
+        bodies.iter().filter(|b| *b == "ok-2").count(),
+        1,
+        "{bodies:?}"
+    );
+    assert_eq!(
+        bodies.iter().filter(|b| *b == "poison").count(),
+        2,
+        "maxReceiveCount=2: {bodies:?}"
+    );
+    let uuid = uuid_of(&esmd, &queue.arn);
+    assert_eq!(esmd.metric("esmd_deleted_events_total", &uuid), 2);
+    assert_eq!(esmd.metric("esmd_failed_invoke_events_total", &uuid), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_response_is_ignored_without_the_flag() {
+    let moto = Moto::start();
+    let queue = Queue::create(&moto, "noflag", &[("VisibilityTimeout", "1")]).await;
+    let function = FunctionServer::start(|inv, _| {
+        let failures: Vec<Value> = inv
+            .records()
+            .iter()
+            .map(|r| serde_json::json!({"itemIdentifier": r["messageId"]}))
+            .collect();
+        Reply::ok(serde_json::json!({"batchItemFailures": failures}).to_string())
+    });
+    let esmd = Esmd::start(&moto, &function, &mapping(&queue.arn, ""));
+    queue.send("a").await;
+    queue.send("b").await;
+    eventually(
+        Duration::from_secs(20),
+        "queue drained",
+        Some(&esmd),
+        || async { function.bodies().len() >= 2 && queue.is_empty().await },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(function.bodies().len(), 2, "nothing redelivered");
+}
+
+async fn assert_whole_batch_fails(name: &str, reply_body: &'static str) {
+    let moto = Moto::start();
+    let queue = Queue::create(&moto, name, &[("VisibilityTimeout", "1")]).await;
+    let function = FunctionServer::start(move |_, index| {
+        if index == 0 {
+            Reply::ok(reply_body)
+        } else {
+            Reply::ok("{}")
+        }
+    });
+    let esmd = Esmd::start(
+        &moto,
+        &function,
+        &mapping(
+            &queue.arn,
+            "function_response_types = [\"ReportBatchItemFailures\"]",
+        ),
+    );
+    queue.send("a").await;
+    eventually(
+        Duration::from_secs(20),
+        "redelivery then success",
+        Some(&esmd),
+        || async { function.calls().len() >= 2 && queue.is_empty().await },
+    )
+    .await;
+    let calls = function.calls();
+    assert_eq!(calls[0].bodies(), ["a"]);
+    assert_eq!(calls[1].bodies(), ["a"], "the whole batch came back");
+    assert_eq!(
+        calls[1].records()[0]["attributes"]["ApproximateReceiveCount"],
+        "2"
+    );
+    let uuid = uuid_of(&esmd, &queue.arn);
+    assert_eq!(esmd.metric("esmd_failed_invoke_events_total", &uuid), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_item_identifier_fails_the_whole_batch() {
+    assert_whole_batch_fails(
+        "badid",
+        r#"{"batchItemFailures":[{"itemIdentifier":"not-a-message-id"}]}"#,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_item_identifier_fails_the_whole_batch() {
+    assert_whole_batch_fails("noid", r#"{"batchItemFailures":[{"foo":"x"}]}"#).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_json_response_fails_the_whole_batch() {
+    assert_whole_batch_fails("notjson", "this is not json").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_error_leaves_messages_for_the_queue_redrive() {
+    let moto = Moto::start();
+    let (queue, dlq) = Queue::with_dlq(&moto, "fnerr", 1, 1).await;
+    let function = FunctionServer::start(|_, _| Reply::function_error());
+    let esmd = Esmd::start(&moto, &function, &mapping(&queue.arn, ""));
+    queue.send("doomed").await;
+    eventually(
+        Duration::from_secs(30),
+        "message in the DLQ",
+        Some(&esmd),
+        || async { dlq.peek_bodies().await == vec!["doomed".to_string()] },
+    )
+    .await;
+    assert_eq!(function.bodies(), ["doomed"], "one receive, one invocation");
+    let uuid = uuid_of(&esmd, &queue.arn);
+    assert_eq!(esmd.metric("esmd_deleted_events_total", &uuid), 0);
+    assert_eq!(esmd.metric("esmd_failed_invoke_events_total", &uuid), 1);
+    let m = &esmd.mappings()["mappings"][0];
+    assert!(
+        m["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("function error"),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rie_style_errors_without_the_header_are_function_errors() {
+    let moto = Moto::start();
+    let queue = Queue::create(&moto, "rie", &[("VisibilityTimeout", "1")]).await;
+    let function = FunctionServer::start(|_, index| match index {
+        0 => Reply::ok(r#"{"errorMessage":"boom","errorType":"Error","stackTrace":[]}"#),
+        1 => Reply::ok("Task timed out after 3.00 seconds"),
+        _ => Reply::ok("null"),
+    });
+    let esmd = Esmd::start(&moto, &function, &mapping(&queue.arn, ""));
+    queue.send("m").await;
+    eventually(
+        Duration::from_secs(20),
+        "third attempt succeeds",
+        Some(&esmd),
+        || async { function.calls().len() >= 3 && queue.is_empty().await },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttles_are_retried_with_backoff_within_the_visibility_timeout() {
+    let moto = Moto::start();
+    let queue = Queue::create(&moto, "throttle", &[("VisibilityTimeout", "30")]).await;
+    let function = FunctionServer::start(|_, index| {
+        if index < 3 {
+            Reply::status(
+                429,
+                r#"{"Reason":"ReservedFunctionConcurrentInvocationLimitExceeded","Type":"User","message":"Rate Exceeded."}"#,
+            )
+        } else {
+            Reply::ok("")
+        }
+    });
+    let esmd = Esmd::start(&moto, &function, &mapping(&queue.arn, ""));
+    queue.send("t").await;
+    eventually(
+        Duration::from_secs(20),
+        "delivered after throttles",
+        Some(&esmd),
+        || async { function.calls().len() >= 4 && queue.is_empty().await },
+    )
+    .await;
+    let calls = function.calls();
+    assert_eq!(calls.len(), 4);
+    // Same receive each time (no redelivery through the queue), with growing gaps.
+    assert!(calls
+        .iter()
+        .all(|c| c.records()[0]["attributes"]["ApproximateReceiveCount"] == "1"));
+    let gaps: Vec<Duration> = calls
+        .windows(2)
+        .map(|w| w[1].started - w[0].started)
+        .collect();
+    assert!(
+        gaps.iter().all(|g| *g >= Duration::from_millis(90)),
+        "{gaps:?}"
+    );
+    let uuid = uuid_of(&esmd, &queue.arn);
+    assert_eq!(esmd.metric("esmd_invocations_total", &uuid), 4);
+    assert_eq!(esmd.metric("esmd_deleted_events_total", &uuid), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batching_window_gathers_across_receives() {
+    let moto = Moto::start();
+    let queue = Queue::create(&moto, "window", &[]).await;
+    let function = FunctionServer::start(|_, _| Reply::ok(""));
+    let esmd = Esmd::start(
+        &moto,
+        &function,
+        &mapping(
+            &queue.arn,
+            "batch_size = 50\nmaximum_batching_window_in_seconds = 4",
+        ),
+    );
+    esmd.wait_for(Duration::from_secs(20), "readyz", || {
+        esmd.get("/readyz").0 == 200
+    });
+    for i in 0..12 {
+        queue.send(&format!("w{i}")).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eventually(
+        Duration::from_secs(20),
+        "12 delivered",
+        Some(&esmd),
+        || async { function.bodies().len() >= 12 },
+    )
+    .await;
+    let calls = function.calls();
+    // 12 messages over more than one receive (at most 10 per receive) in one invocation.
+    assert_eq!(
+        calls.len(),
+        1,
+        "one batch: {:?}",
+        calls.iter().map(|c| c.bodies()).collect::<Vec<_>>()
+    );
+    assert_eq!(calls[0].records().len(), 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_size_caps_a_batch() {
+    let moto = Moto::start();
+    let queue = Queue::create(&moto, "cap", &[]).await;
+    for i in 0..7 {
+        queue.send(&format!("c{i}")).await;
+    }
+    let function = FunctionServer::start(|_, _| Reply::ok(""));
+    let esmd = Esmd::start(&moto, &function, &mapping(&queue.arn, "batch_size = 3"));
+    eventually(
+        Duration::from_secs(20),
+        "7 delivered",
+        Some(&esmd),
+        || async { function.bodies().len() >= 7 },
+    )
+    .await;
+    assert!(function.calls().iter().all(|c| c.records().len() <= 3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifo_keeps_group_order_and_one_batch_per_group_in_flight() {
+    let moto = Moto::start();
+    let queue = Queue::create(
+        &moto,
+        "orders.fifo",
+        &[("FifoQueue", "true"), ("VisibilityTimeout", "2")],
+    )
+    .await;
+    // The 4th invocation fails once, to check that order survives a retry.
+    let function = FunctionServer::start(move |_, index| {
+        if index == 3 {
+            Reply::function_error()
+        } else {
+            Reply::ok("").after(Duration::from_millis(50))
+        }
+    });
+    let esmd = Esmd::start(
+        &moto,
+        &function,
+        &mapping(
+            &queue.arn,
+            "batch_size = 5\nscaling_config = { maximum_concurrency = 4 }",
+        ),
+    );
+    for i in 0..15 {
+        for g in ["g1", "g2", "g3"] {
+            queue
+                .send_fifo(&format!("{g}-{i:02}"), g, &format!("{g}-{i}"))
+                .await;
+        }
+    }
+    eventually(
+        Duration::from_secs(40),
+        "all delivered",
+        Some(&esmd),
+        || async { queue.is_empty().await },
+    )
+    .await;
+    let calls = function.calls();
+    for g in ["g1", "g2", "g3"] {
+        // Collapse the retry: the order of first deliveries after dropping a failed batch's
+        // records must be ascending, and each successful delivery too.
+        let delivered: Vec<String> = calls
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 3)
+            .flat_map(|(_, c)| c.bodies())
+            .filter(|b| b.starts_with(g))
+            .collect();
+        let expected: Vec<String> = (0..15).map(|i| format!("{g}-{i:02}")).collect();
+        assert_eq!(delivered, expected, "group {g} out of order");
+    }
+    for c in &calls {
+        assert!(c
+            .records()
+            .iter()
+            .all(|r| r["attributes"]["MessageGroupId"].is_string()));
+        assert!(c
+            .records()
+            .iter()
+            .all(|r| r["attributes"]["SequenceNumber"].is_string()));
+    }
+    // No group appears in two invocations that overlapped in time.
+    let spans: Vec<(std::time::Instant, std::time::Instant, HashSet<String>)> = calls
+        .iter()
+        .map(|c| {
+            let groups = c
+                .records()
+                .iter()
+                .map(|r| {
+                    r["attributes"]["MessageGroupId"]
+                        .as_str()
+                        .unwrap()
+                        .to_string()
+                })
+                .collect();
+            (c.started, c.started + Duration::from_millis(40), groups)
+        })
+        .collect();
+    for (i, a) in spans.iter().enumerate() {
+        for b in spans.iter().skip(i + 1) {
+            let overlaps = a.0 < b.1 && b.0 < a.1;
+            assert!(
+                !(overlaps && !a.2.is_disjoint(&b.2)),
+                "a group was in two concurrent batches"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_releases_gathered_messages_at_once() {
+    let moto = Moto::start();
+    let queue = Queue::create(&moto, "release", &[("VisibilityTimeout", "300")]).await;
+    let function = FunctionServer::start(|_, _| Reply::ok(""));
+    let mut esmd = Esmd::start(
+        &moto,
+        &function,
+        &mapping(
+            &queue.arn,
+            "batch_size = 100\nmaximum_batching_window_in_seconds = 60",
+        ),
+    );
+    let uuid = uuid_of(&esmd, &queue.arn);
+    for i in 0..3 {
+        queue.send(&format!("r{i}")).await;
+    }
+    esmd.wait_for(Duration::from_secs(20), "3 polled", || {
+        esmd.metric("esmd_polled_events_total", &uuid) == 3
+    });
+    assert_eq!(queue.counts().await, (0, 3), "held by esmd");
+    let status = esmd.terminate(Duration::from_secs(15));
+    assert!(status.success(), "exit 0 after SIGTERM: {status:?}");
+    assert!(function.calls().is_empty(), "nothing was invoked");
+    assert_eq!(
+        queue.counts().await.0,
+        3,
+        "visible again at once, not after 300 s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_in_flight_invocations_then_deletes() {
+    let moto = Moto::start();
+    let queue = Queue::create(&moto, "inflight", &[("VisibilityTimeout", "300")]).await;
+    let function = FunctionServer::start(|_, _| Reply::ok("").after(Duration::from_secs(3)));
+    let mut esmd = Esmd::start(&moto, &function, &mapping(&queue.arn, ""));
+    queue.send("slow").await;
+    eventually(
+        Duration::from_secs(20),
+        "invocation started",
+        Some(&esmd),
+        || async { !function.calls().is_empty() },
+    )
+    .await;
+    let status = esmd.terminate(Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+    assert_eq!(function.completed(), 1);
+    assert!(queue.is_empty().await, "the finished batch was deleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_queue_stops_only_its_mapping_and_starts_once_created() {
+    let moto = Moto::start();
+    let good = Queue::create(&moto, "good", &[]).await;
+    let missing_arn = queue_arn("late");
+    let function = FunctionServer::start(|_, _| Reply::ok(""));
+    let esmd = Esmd::start(
+        &moto,
+        &function,
+        &format!("{}{}", mapping(&good.arn, ""), mapping(&missing_arn, "")),
+    );
+    good.send("from-good").await;
+    eventually(
+        Duration::from_secs(20),
+        "good mapping delivers",
+        Some(&esmd),
+        || async { function.bodies().contains(&"from-good".to_string()) },
+    )
+    .await;
+    let late = esmd.mappings()["mappings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["event_source_arn"] == missing_arn.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(late["state"], "Error", "{late}");
+    assert!(
+        late["last_error"].as_str().unwrap().contains("late"),
+        "error names the queue: {late}"
+    );
+    assert_eq!(esmd.get("/readyz").0, 503);
+
+    let late_queue = Queue::create(&moto, "late", &[]).await;
+    late_queue.send("from-late").await;
+    eventually(
+        Duration::from_secs(45),
+        "late mapping starts by itself",
+        Some(&esmd),
+        || async { function.bodies().contains(&"from-late".to_string()) },
+    )
+    .await;
+    esmd.wait_for(Duration::from_secs(5), "readyz", || {
+        esmd.get("/readyz").0 == 200
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_function_puts_the_mapping_in_error_and_recovers() {
+    let moto = Moto::start();
+    let queue = Queue::create(&moto, "nofn", &[("VisibilityTimeout", "2")]).await;
+    let function = FunctionServer::start(|_, index| {
+        if index < 2 {
+            Reply::status(404, r#"{"Type":"User","Message":"Function not found"}"#)
+        } else {
+            Reply::ok("")
+        }
+    });
+    let esmd = Esmd::start(&moto, &function, &mapping(&queue.arn, ""));
+    queue.send("x").await;
+    esmd.wait_for(Duration::from_secs(20), "error state", || {
+        esmd.mappings()["mappings"][0]["state"] == "Error"
+    });
+    let m = esmd.mappings()["mappings"][0].clone();
+    assert!(m["last_error"].as_str().unwrap().contains("404"), "{m}");
+    eventually(
+        Duration::from_secs(40),
+        "recovers once the function exists",
+        Some(&esmd),
+        || async { queue.is_empty().await },
+    )
+    .await;
+    esmd.wait_for(Duration::from_secs(10), "enabled again", || {
+        esmd.mappings()["mappings"][0]["state"] == "Enabled"
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filtered_out_messages_are_deleted_without_invoking() {
+    let moto = Moto::start();
+    let queue = Queue::create(&moto, "filtered", &[]).await;
+    let function = FunctionServer::start(|_, _| Reply::ok(""));
+    let esmd = Esmd::start(
+        &moto,
+        &function,
+        &mapping(
+            &queue.arn,
+            "filter_criteria = { filter = [ { pattern = '{\"body\":{\"kind\":[\"order\"]}}' } ] }",
+        ),
+    );
+    queue.send(r#"{"kind":"order","n":1}"#).await;
+    queue.send(r#"{"kind":"noise"}"#).await;
+    queue.send("plain text").await;
+    eventually(
+        Duration::from_secs(20),
+        "queue drained",
+        Some(&esmd),
+        || async { queue.is_empty().await && !function.calls().is_empty() },
+    )
+    .await;
+    assert_eq!(function.bodies(), [r#"{"kind":"order","n":1}"#]);
+    let uuid = uuid_of(&esmd, &queue.arn);
+    assert_eq!(esmd.metric("esmd_filtered_out_events_total", &uuid), 2);
+    assert_eq!(esmd.metric("esmd_deleted_events_total", &uuid), 3);
+}
