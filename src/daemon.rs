@@ -11,9 +11,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::aws::AwsContext;
-use crate::config::{Config, MappingConfig, SourceKind};
+use crate::batch::BatchLimits;
+use crate::checkpoint::{CheckpointError, CheckpointStore, SqliteStore};
+use crate::config::{Config, EventSource, MappingConfig, SourceKind};
+use crate::failure::destination::{DestinationSender, SdkDestinations, StreamKind};
 use crate::filter::FilterSet;
+use crate::source::dynamodb::SdkDynamoDbStreams;
+use crate::source::kinesis::SdkKinesis;
 use crate::source::sqs::{SdkSqs, Shutdown, SqsApi, SqsSource};
+use crate::source::stream::process::{Processor, RetryDelays};
+use crate::source::stream::{self, ReadPacing, ShardContext, StreamApi, StreamSource};
 use crate::target::lambda::LambdaInvoker;
 use crate::target::Invoker;
 use crate::telemetry::{MappingStatus, Registry};
@@ -24,20 +31,66 @@ pub enum DaemonError {
     Http(#[from] crate::http::BindError),
     #[error("mapping {uuid}: {message}")]
     Mapping { uuid: String, message: String },
+    #[error("checkpoint store {path}: {source}")]
+    State {
+        path: String,
+        #[source]
+        source: CheckpointError,
+    },
 }
+
+/// Builds the [`StreamApi`] for a stream mapping.
+pub type StreamApiFactory = Arc<dyn Fn(&MappingConfig) -> Option<Arc<dyn StreamApi>> + Send + Sync>;
 
 /// The clients every mapping shares, built from one AWS configuration load.
 pub struct Clients {
     pub sqs: Arc<dyn SqsApi>,
     pub invoker: Arc<dyn Invoker>,
+    pub streams: StreamApiFactory,
+    pub destinations: Arc<dyn DestinationSender>,
+}
+
+/// The role ARN put in Kinesis records' `invokeIdentityArn`: esmd has no execution role, so
+/// it names a role `esmd` in the stream's account.
+fn invoke_identity_arn(stream_arn: &str) -> String {
+    let account = stream_arn.split(':').nth(4).unwrap_or_default();
+    format!("arn:aws:iam::{account}:role/esmd")
 }
 
 impl Clients {
     pub async fn from_aws(config: &Config) -> Self {
         let aws = AwsContext::load(&config.aws).await;
+        let kinesis = aws.kinesis();
+        let dynamodb_streams = aws.dynamodb_streams();
+        let streams: StreamApiFactory = Arc::new(move |mapping: &MappingConfig| {
+            let api: Arc<dyn StreamApi> = match &mapping.source {
+                EventSource::Kinesis {
+                    arn,
+                    region,
+                    stream_name,
+                } => Arc::new(SdkKinesis::new(
+                    kinesis.clone(),
+                    arn,
+                    stream_name,
+                    region,
+                    invoke_identity_arn(arn),
+                )),
+                EventSource::DynamoDbStreams { arn, region, .. } => Arc::new(
+                    SdkDynamoDbStreams::new(dynamodb_streams.clone(), arn, region),
+                ),
+                EventSource::Sqs { .. } => return None,
+            };
+            Some(api)
+        });
         Clients {
             sqs: Arc::new(SdkSqs::new(aws.sqs())),
             invoker: Arc::new(LambdaInvoker::new(aws.lambda())),
+            streams,
+            destinations: Arc::new(SdkDestinations {
+                sqs: aws.sqs(),
+                sns: aws.sns(),
+                s3: aws.s3(),
+            }),
         }
     }
 }
@@ -60,6 +113,23 @@ pub async fn run(
         None => None,
     };
 
+    // The checkpoint store is opened only when a stream mapping needs it; an unusable store
+    // is fatal (the daemon cannot keep its promises without it).
+    let store: Option<Arc<dyn CheckpointStore>> = if config
+        .enabled_mappings()
+        .any(|m| m.kind() != SourceKind::Sqs)
+    {
+        let path = config.state.path.clone();
+        let store = SqliteStore::open(&path).map_err(|source| DaemonError::State {
+            path: path.display().to_string(),
+            source,
+        })?;
+        tracing::info!(path = %path.display(), "checkpoint store open");
+        Some(Arc::new(store))
+    } else {
+        None
+    };
+
     for mapping in &config.mappings {
         let status = Arc::new(MappingStatus::new(mapping));
         registry.add(Arc::clone(&status));
@@ -76,6 +146,7 @@ pub async fn run(
                 abandon: abandon.child_token(),
             },
             &tracker,
+            store.as_ref(),
         )?;
     }
     tracker.close();
@@ -107,6 +178,7 @@ fn start_mapping(
     status: Arc<MappingStatus>,
     shutdown: Shutdown,
     tracker: &TaskTracker,
+    store: Option<&Arc<dyn CheckpointStore>>,
 ) -> Result<(), DaemonError> {
     let filters =
         FilterSet::compile(&mapping.filter_patterns).map_err(|e| DaemonError::Mapping {
@@ -131,11 +203,65 @@ fn start_mapping(
             tracker.spawn(Arc::new(source).run());
         }
         SourceKind::Kinesis | SourceKind::DynamoDbStreams => {
-            status.set_error(format!(
-                "{} mappings are not supported by this build yet",
-                mapping.kind()
-            ));
-            tracing::error!(mapping = %mapping.uuid, kind = %mapping.kind(), "stream mappings are not supported by this build yet");
+            let missing = |what: &str| DaemonError::Mapping {
+                uuid: mapping.uuid.clone(),
+                message: format!("no {what} for a stream mapping"),
+            };
+            let api = (clients.streams)(&mapping).ok_or_else(|| missing("stream client"))?;
+            let store = Arc::clone(store.ok_or_else(|| missing("checkpoint store"))?);
+            let (kind, pacing, filter_view): (_, _, fn(&str) -> serde_json::Value) =
+                match mapping.kind() {
+                    SourceKind::Kinesis => (
+                        StreamKind::Kinesis,
+                        ReadPacing::KINESIS,
+                        crate::payload::kinesis::filter_view,
+                    ),
+                    _ => (
+                        StreamKind::DynamoDb,
+                        ReadPacing::DYNAMODB,
+                        crate::payload::dynamodb::filter_view,
+                    ),
+                };
+            let account = mapping.source.arn().split(':').nth(4).unwrap_or_default();
+            let processor = Processor {
+                mapping: Arc::clone(&mapping),
+                kind,
+                function_arn: stream::function_arn(
+                    &mapping.function_name,
+                    mapping.source.region(),
+                    account,
+                ),
+                invoker: Arc::clone(&clients.invoker),
+                destinations: Arc::clone(&clients.destinations),
+                status: Arc::clone(&status),
+                shutdown: shutdown.clone(),
+                delays: RetryDelays::DEFAULT,
+            };
+            let lanes = mapping
+                .stream
+                .as_ref()
+                .map(|s| s.parallelization_factor)
+                .unwrap_or(1);
+            let ctx = ShardContext {
+                uuid: mapping.uuid.clone(),
+                api,
+                store,
+                processor: Arc::new(processor),
+                filters: Arc::new(filters),
+                filter_view,
+                limits: BatchLimits::for_mapping(&mapping),
+                lanes,
+                pacing,
+                shutdown,
+                status,
+                views: stream::new_views(),
+                closed: Default::default(),
+            };
+            let source = StreamSource {
+                mapping: Arc::clone(&mapping),
+                ctx: Arc::new(ctx),
+            };
+            tracker.spawn(source.run());
         }
     }
     Ok(())

@@ -30,6 +30,7 @@
 
 pub mod aws;
 pub mod batch;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -4,6 +4,7 @@
 //! Every error esmd meets at a module boundary is classified into one [`ErrorAction`]; the
 //! workers branch on the action, never on the error's text.
 
+pub mod destination;
 pub mod sqs;
 
 use std::time::Duration;

@@ -6,6 +6,8 @@
 //! copied or re-encoded per invocation. Field names and order follow AWS's own events
 //! byte-for-byte; golden tests in `tests/` compare them with AWS's documented examples.
 
+pub mod dynamodb;
+pub mod kinesis;
 pub mod response;
 pub mod sqs;
 

@@ -136,3 +136,114 @@ impl RecordTooLarge<'_> {
         );
     }
 }
+
+/// A stream batch was given up (retries or record age exhausted).
+pub struct BatchGivenUp<'a> {
+    pub uuid: &'a str,
+    pub shard_id: &'a str,
+    pub records: usize,
+    pub condition: &'a str,
+    pub first_sequence_number: &'a str,
+    pub last_sequence_number: &'a str,
+    pub destination: Option<&'a str>,
+}
+
+impl BatchGivenUp<'_> {
+    pub fn emit(&self) {
+        match self.destination {
+            Some(destination) => tracing::warn!(
+                mapping = self.uuid,
+                shard = self.shard_id,
+                records = self.records,
+                condition = self.condition,
+                first = self.first_sequence_number,
+                last = self.last_sequence_number,
+                destination,
+                "batch given up; reported to the on-failure destination"
+            ),
+            None => tracing::error!(
+                mapping = self.uuid,
+                shard = self.shard_id,
+                records = self.records,
+                condition = self.condition,
+                first = self.first_sequence_number,
+                last = self.last_sequence_number,
+                "batch given up and dropped: no on-failure destination is configured"
+            ),
+        }
+    }
+}
+
+/// A failing stream batch was split in two.
+pub struct BatchBisected<'a> {
+    pub uuid: &'a str,
+    pub shard_id: &'a str,
+    pub records: usize,
+}
+
+impl BatchBisected<'_> {
+    pub fn emit(&self) {
+        tracing::info!(
+            mapping = self.uuid,
+            shard = self.shard_id,
+            records = self.records,
+            "function error; bisecting the batch"
+        );
+    }
+}
+
+/// A shard worker started, with where it starts.
+pub struct ShardStarted<'a> {
+    pub uuid: &'a str,
+    pub shard_id: &'a str,
+    pub position: &'a str,
+}
+
+impl ShardStarted<'_> {
+    pub fn emit(&self) {
+        tracing::info!(
+            mapping = self.uuid,
+            shard = self.shard_id,
+            position = self.position,
+            "shard reader started"
+        );
+    }
+}
+
+/// A shard was read to its end and checkpointed; its children may start.
+pub struct ShardEnded<'a> {
+    pub uuid: &'a str,
+    pub shard_id: &'a str,
+    pub how: &'a str,
+}
+
+impl ShardEnded<'_> {
+    pub fn emit(&self) {
+        tracing::info!(
+            mapping = self.uuid,
+            shard = self.shard_id,
+            how = self.how,
+            "shard finished"
+        );
+    }
+}
+
+/// A shard read failed.
+pub struct ShardReadFailed<'a> {
+    pub uuid: &'a str,
+    pub shard_id: &'a str,
+    pub error: &'a str,
+    pub action: &'a str,
+}
+
+impl ShardReadFailed<'_> {
+    pub fn emit(&self) {
+        tracing::warn!(
+            mapping = self.uuid,
+            shard = self.shard_id,
+            error = self.error,
+            action = self.action,
+            "shard read failed"
+        );
+    }
+}

@@ -30,6 +30,8 @@ pub struct MappingMetrics {
     pub invocations: AtomicU64,
     /// Batches currently being invoked.
     pub in_flight_batches: AtomicI64,
+    /// IteratorAge (streams): how far behind the tip the slowest shard is, in milliseconds.
+    pub iterator_age_ms: AtomicI64,
 }
 
 impl MappingMetrics {
@@ -61,6 +63,10 @@ impl MappingMetrics {
         map.insert(
             "in_flight_batches".into(),
             self.in_flight_batches.load(Ordering::Relaxed).into(),
+        );
+        map.insert(
+            "iterator_age_ms".into(),
+            self.iterator_age_ms.load(Ordering::Relaxed).into(),
         );
         serde_json::Value::Object(map)
     }
@@ -104,6 +110,18 @@ pub fn render_prometheus(mappings: &[std::sync::Arc<MappingStatus>]) -> String {
             "esmd_in_flight_batches{{{}}} {}",
             labels(m),
             m.metrics.in_flight_batches.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP esmd_iterator_age_milliseconds Age of the last record read, for the furthest-behind shard (AWS IteratorAge).\n# TYPE esmd_iterator_age_milliseconds gauge"
+    );
+    for m in mappings.iter().filter(|m| m.source_kind != "sqs") {
+        let _ = writeln!(
+            out,
+            "esmd_iterator_age_milliseconds{{{}}} {}",
+            labels(m),
+            m.metrics.iterator_age_ms.load(Ordering::Relaxed)
         );
     }
     let _ = writeln!(

@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::batch::{Batch, BatchLimits, BatchRecord, PushRejected};
@@ -60,13 +59,7 @@ impl BatchRecord for Received {
     }
 }
 
-/// Cancellation for one mapping: `stop_receiving` starts the drain; `abandon` ends in-flight
-/// invocations once the shutdown deadline has passed.
-#[derive(Clone, Debug, Default)]
-pub struct Shutdown {
-    pub stop_receiving: CancellationToken,
-    pub abandon: CancellationToken,
-}
+pub use super::Shutdown;
 
 /// Everything one SQS mapping needs.
 pub struct SqsSource {

@@ -1,0 +1,165 @@
+//! Where stream mappings remember how far each shard has been processed.
+//!
+//! The rules every implementation keeps:
+//! - a checkpoint is written only after the function confirmed the records up to it (the
+//!   workers see to that with [`Watermark`]) and is durable before the next batch is invoked;
+//! - it never moves backwards: [`SequenceNumber`]s compare numerically and a lower value is
+//!   refused;
+//! - keys are the mapping's uuid plus the shard id, and a uuid stays bound to the event
+//!   source ARN it was first used with ([`CheckpointStore::bind_mapping`]).
+//!
+//! A worker holds a [`ShardLease`] while it reads a shard and passes it with every write. The
+//! embedded SQLite store has a single owner, so a lease always succeeds; a shared store (a
+//! DynamoDB lease table, as KCL keeps) implements the same trait and uses the lease's owner
+//! and counter as a fencing token, answering [`CheckpointError::LeaseLost`] to a worker whose
+//! shard was taken over.
+
+pub mod sequence;
+pub mod sqlite;
+pub mod watermark;
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+
+use crate::failure::ErrorAction;
+pub use sequence::SequenceNumber;
+pub use sqlite::SqliteStore;
+pub use watermark::Watermark;
+
+/// How far a shard has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShardStatus {
+    /// Being read (or will be, once leased).
+    Reading,
+    /// Read to its end and fully checkpointed: its children may start.
+    Ended,
+    /// Never read because the starting position (`LATEST`) was past its end.
+    Skipped,
+}
+
+impl ShardStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShardStatus::Reading => "reading",
+            ShardStatus::Ended => "ended",
+            ShardStatus::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "reading" => Some(ShardStatus::Reading),
+            "ended" => Some(ShardStatus::Ended),
+            "skipped" => Some(ShardStatus::Skipped),
+            _ => None,
+        }
+    }
+
+    /// Whether children of a shard in this state may start.
+    pub fn is_finished(self) -> bool {
+        matches!(self, ShardStatus::Ended | ShardStatus::Skipped)
+    }
+}
+
+/// One shard's stored state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShardCheckpoint {
+    pub shard_id: String,
+    /// The last sequence number whose records (and all before it) are done.
+    pub sequence_number: Option<SequenceNumber>,
+    pub status: ShardStatus,
+    /// When the row last changed (RFC 3339).
+    pub updated_at: String,
+}
+
+/// The right to write one shard's checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardLease {
+    pub mapping_uuid: String,
+    pub shard_id: String,
+    /// Who holds the lease (host and process).
+    pub owner: String,
+    /// Incremented on every take-over; a shared store refuses writes with an older counter.
+    pub counter: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error(
+        "mapping {uuid} was used with event source {stored}, not {configured}; a changed \
+         source needs a new uuid (or delete the mapping's checkpoints with \
+         `esmd checkpoints reset`)"
+    )]
+    SourceChanged {
+        uuid: String,
+        stored: String,
+        configured: String,
+    },
+    #[error("checkpoint for {shard_id} would move backwards from {current} to {proposed}")]
+    Backwards {
+        shard_id: String,
+        current: SequenceNumber,
+        proposed: SequenceNumber,
+    },
+    #[error("lease on {shard_id} is held by {owner}")]
+    LeaseLost { shard_id: String, owner: String },
+    #[error("checkpoint store: {0}")]
+    Storage(String),
+}
+
+impl CheckpointError {
+    pub fn action(&self) -> ErrorAction {
+        match self {
+            CheckpointError::SourceChanged { .. } => ErrorAction::StopMapping,
+            // A backwards write is a bug in the caller; the stored value stands.
+            CheckpointError::Backwards { .. } => ErrorAction::Proceed,
+            CheckpointError::LeaseLost { .. } => ErrorAction::StopMapping,
+            CheckpointError::Storage(_) => ErrorAction::Fatal,
+        }
+    }
+}
+
+/// Durable per-shard progress. Every method is async so that a networked store fits.
+pub trait CheckpointStore: Send + Sync {
+    /// Binds `uuid` to `event_source_arn` on first use; refuses a different ARN later.
+    fn bind_mapping<'a>(
+        &'a self,
+        uuid: &'a str,
+        event_source_arn: &'a str,
+    ) -> BoxFuture<'a, Result<(), CheckpointError>>;
+
+    /// Every shard the mapping has state for.
+    fn shards<'a>(
+        &'a self,
+        uuid: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<ShardCheckpoint>, CheckpointError>>;
+
+    /// Takes the lease on a shard, creating its row (status `reading`) if needed. Returns the
+    /// stored state with the lease, or `None` when another owner holds it.
+    fn acquire<'a>(
+        &'a self,
+        uuid: &'a str,
+        shard_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(ShardLease, ShardCheckpoint)>, CheckpointError>>;
+
+    /// Moves the shard's checkpoint forward to `sequence_number`, durably.
+    fn checkpoint<'a>(
+        &'a self,
+        lease: &'a ShardLease,
+        sequence_number: &'a SequenceNumber,
+    ) -> BoxFuture<'a, Result<(), CheckpointError>>;
+
+    /// Marks the shard `ended` (or `skipped`), which lets its children start.
+    fn finish<'a>(
+        &'a self,
+        lease: &'a ShardLease,
+        status: ShardStatus,
+    ) -> BoxFuture<'a, Result<(), CheckpointError>>;
+
+    /// Gives the lease up (shutdown); the checkpoint stays.
+    fn release<'a>(&'a self, lease: &'a ShardLease) -> BoxFuture<'a, Result<(), CheckpointError>>;
+
+    /// Deletes everything stored for a mapping (operator reset).
+    fn reset<'a>(&'a self, uuid: &'a str) -> BoxFuture<'a, Result<usize, CheckpointError>>;
+}

@@ -1,0 +1,415 @@
+//! The embedded checkpoint store: one SQLite file in WAL mode with `synchronous = FULL`, so a
+//! checkpoint that returned has reached the disk before the next batch is invoked.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{
+    CheckpointError, CheckpointStore, SequenceNumber, ShardCheckpoint, ShardLease, ShardStatus,
+};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS mappings (
+    uuid TEXT PRIMARY KEY,
+    event_source_arn TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS shards (
+    mapping_uuid TEXT NOT NULL,
+    shard_id TEXT NOT NULL,
+    sequence_number TEXT,
+    status TEXT NOT NULL,
+    owner TEXT,
+    lease_counter INTEGER NOT NULL DEFAULT 0,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (mapping_uuid, shard_id)
+);
+";
+
+/// The SQLite store. Cheap to clone; calls run on the blocking pool.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    owner: String,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("owner", &self.owner)
+            .finish()
+    }
+}
+
+fn storage(e: impl std::fmt::Display) -> CheckpointError {
+    CheckpointError::Storage(e.to_string())
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self, CheckpointError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| storage(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path)
+            .map_err(|e| storage(format!("cannot open {}: {e}", path.display())))?;
+        Self::init(conn)
+    }
+
+    /// An in-memory store, for tests.
+    pub fn in_memory() -> Result<Self, CheckpointError> {
+        Self::init(Connection::open_in_memory().map_err(storage)?)
+    }
+
+    fn init(conn: Connection) -> Result<Self, CheckpointError> {
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(storage)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(storage)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(storage)?;
+        conn.execute_batch(SCHEMA).map_err(storage)?;
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+            owner: format!("{host}:{}", std::process::id()),
+        })
+    }
+
+    async fn with<T, F>(&self, f: F) -> Result<T, CheckpointError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &str) -> Result<T, CheckpointError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        let owner = self.owner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut guard, &owner)
+        })
+        .await
+        .map_err(storage)?
+    }
+
+    /// Every mapping uuid with its bound ARN (for the CLI).
+    pub fn mappings_blocking(&self) -> Result<Vec<(String, String)>, CheckpointError> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stmt = conn
+            .prepare("SELECT uuid, event_source_arn FROM mappings ORDER BY uuid")
+            .map_err(storage)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(storage)?;
+        rows.collect::<Result<_, _>>().map_err(storage)
+    }
+
+    /// A mapping's shards, without a runtime (for the CLI).
+    pub fn shards_blocking(&self, uuid: &str) -> Result<Vec<ShardCheckpoint>, CheckpointError> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        read_shards(&conn, uuid)
+    }
+
+    /// Deletes a mapping's state without a runtime (for the CLI).
+    pub fn reset_blocking(&self, uuid: &str) -> Result<usize, CheckpointError> {
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        reset(&mut conn, uuid)
+    }
+}
+
+fn read_shards(conn: &Connection, uuid: &str) -> Result<Vec<ShardCheckpoint>, CheckpointError> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT shard_id, sequence_number, status, updated_at FROM shards \
+             WHERE mapping_uuid = ?1 ORDER BY shard_id",
+        )
+        .map_err(storage)?;
+    let rows = stmt
+        .query_map([uuid], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })
+        .map_err(storage)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (shard_id, seq, status, updated_at) = row.map_err(storage)?;
+        out.push(to_checkpoint(shard_id, seq, &status, updated_at)?);
+    }
+    Ok(out)
+}
+
+fn to_checkpoint(
+    shard_id: String,
+    seq: Option<String>,
+    status: &str,
+    updated_at: String,
+) -> Result<ShardCheckpoint, CheckpointError> {
+    Ok(ShardCheckpoint {
+        sequence_number: seq
+            .map(SequenceNumber::parse)
+            .transpose()
+            .map_err(|e| storage(format!("shard {shard_id}: {e}")))?,
+        status: ShardStatus::parse(status)
+            .ok_or_else(|| storage(format!("shard {shard_id}: unknown status `{status}`")))?,
+        shard_id,
+        updated_at,
+    })
+}
+
+fn reset(conn: &mut Connection, uuid: &str) -> Result<usize, CheckpointError> {
+    let tx = conn.transaction().map_err(storage)?;
+    let n = tx
+        .execute("DELETE FROM shards WHERE mapping_uuid = ?1", [uuid])
+        .map_err(storage)?;
+    tx.execute("DELETE FROM mappings WHERE uuid = ?1", [uuid])
+        .map_err(storage)?;
+    tx.commit().map_err(storage)?;
+    Ok(n)
+}
+
+impl CheckpointStore for SqliteStore {
+    fn bind_mapping<'a>(
+        &'a self,
+        uuid: &'a str,
+        event_source_arn: &'a str,
+    ) -> BoxFuture<'a, Result<(), CheckpointError>> {
+        let (uuid, arn) = (uuid.to_string(), event_source_arn.to_string());
+        Box::pin(self.with(move |conn, _| {
+            let tx = conn.transaction().map_err(storage)?;
+            let stored: Option<String> = tx
+                .query_row(
+                    "SELECT event_source_arn FROM mappings WHERE uuid = ?1",
+                    [&uuid],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(storage)?;
+            match stored {
+                Some(stored) if stored != arn => {
+                    return Err(CheckpointError::SourceChanged {
+                        uuid,
+                        stored,
+                        configured: arn,
+                    })
+                }
+                Some(_) => {}
+                None => {
+                    tx.execute(
+                        "INSERT INTO mappings (uuid, event_source_arn, created_at) VALUES (?1, ?2, ?3)",
+                        params![uuid, arn, now()],
+                    )
+                    .map_err(storage)?;
+                }
+            }
+            tx.commit().map_err(storage)
+        }))
+    }
+
+    fn shards<'a>(
+        &'a self,
+        uuid: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<ShardCheckpoint>, CheckpointError>> {
+        let uuid = uuid.to_string();
+        Box::pin(self.with(move |conn, _| read_shards(conn, &uuid)))
+    }
+
+    fn acquire<'a>(
+        &'a self,
+        uuid: &'a str,
+        shard_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(ShardLease, ShardCheckpoint)>, CheckpointError>> {
+        let (uuid, shard) = (uuid.to_string(), shard_id.to_string());
+        Box::pin(self.with(move |conn, owner| {
+            let tx = conn.transaction().map_err(storage)?;
+            tx.execute(
+                "INSERT INTO shards (mapping_uuid, shard_id, status, updated_at) \
+                 VALUES (?1, ?2, 'reading', ?3) ON CONFLICT DO NOTHING",
+                params![uuid, shard, now()],
+            )
+            .map_err(storage)?;
+            // A single-process store: whoever held the lease before is this daemon's past
+            // life, so the lease is simply taken over and its counter bumped.
+            tx.execute(
+                "UPDATE shards SET owner = ?3, lease_counter = lease_counter + 1 \
+                 WHERE mapping_uuid = ?1 AND shard_id = ?2",
+                params![uuid, shard, owner],
+            )
+            .map_err(storage)?;
+            let (seq, status, updated, counter): (Option<String>, String, String, i64) = tx
+                .query_row(
+                    "SELECT sequence_number, status, updated_at, lease_counter FROM shards \
+                     WHERE mapping_uuid = ?1 AND shard_id = ?2",
+                    params![uuid, shard],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .map_err(storage)?;
+            tx.commit().map_err(storage)?;
+            let checkpoint = to_checkpoint(shard.clone(), seq, &status, updated)?;
+            Ok(Some((
+                ShardLease {
+                    mapping_uuid: uuid,
+                    shard_id: shard,
+                    owner: owner.to_string(),
+                    counter: counter as u64,
+                },
+                checkpoint,
+            )))
+        }))
+    }
+
+    fn checkpoint<'a>(
+        &'a self,
+        lease: &'a ShardLease,
+        sequence_number: &'a SequenceNumber,
+    ) -> BoxFuture<'a, Result<(), CheckpointError>> {
+        let lease = lease.clone();
+        let proposed = sequence_number.clone();
+        Box::pin(self.with(move |conn, _| {
+            let tx = conn.transaction().map_err(storage)?;
+            let row: Option<(Option<String>, Option<String>, i64)> = tx
+                .query_row(
+                    "SELECT sequence_number, owner, lease_counter FROM shards \
+                     WHERE mapping_uuid = ?1 AND shard_id = ?2",
+                    params![lease.mapping_uuid, lease.shard_id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+                .map_err(storage)?;
+            let Some((current, owner, counter)) = row else {
+                return Err(CheckpointError::LeaseLost {
+                    shard_id: lease.shard_id,
+                    owner: "nobody (the shard's state was reset)".into(),
+                });
+            };
+            if owner.as_deref() != Some(lease.owner.as_str()) || counter as u64 != lease.counter {
+                return Err(CheckpointError::LeaseLost {
+                    shard_id: lease.shard_id,
+                    owner: owner.unwrap_or_default(),
+                });
+            }
+            if let Some(current) = current
+                .map(SequenceNumber::parse)
+                .transpose()
+                .map_err(storage)?
+            {
+                if proposed < current {
+                    return Err(CheckpointError::Backwards {
+                        shard_id: lease.shard_id,
+                        current,
+                        proposed,
+                    });
+                }
+            }
+            tx.execute(
+                "UPDATE shards SET sequence_number = ?3, updated_at = ?4 \
+                 WHERE mapping_uuid = ?1 AND shard_id = ?2",
+                params![lease.mapping_uuid, lease.shard_id, proposed.as_str(), now()],
+            )
+            .map_err(storage)?;
+            tx.commit().map_err(storage)
+        }))
+    }
+
+    fn finish<'a>(
+        &'a self,
+        lease: &'a ShardLease,
+        status: ShardStatus,
+    ) -> BoxFuture<'a, Result<(), CheckpointError>> {
+        let lease = lease.clone();
+        Box::pin(self.with(move |conn, _| {
+            conn.execute(
+                "UPDATE shards SET status = ?3, owner = NULL, updated_at = ?4 \
+                 WHERE mapping_uuid = ?1 AND shard_id = ?2",
+                params![lease.mapping_uuid, lease.shard_id, status.as_str(), now()],
+            )
+            .map_err(storage)?;
+            Ok(())
+        }))
+    }
+
+    fn release<'a>(&'a self, lease: &'a ShardLease) -> BoxFuture<'a, Result<(), CheckpointError>> {
+        let lease = lease.clone();
+        Box::pin(self.with(move |conn, _| {
+            conn.execute(
+                "UPDATE shards SET owner = NULL WHERE mapping_uuid = ?1 AND shard_id = ?2 AND owner = ?3",
+                params![lease.mapping_uuid, lease.shard_id, lease.owner],
+            )
+            .map_err(storage)?;
+            Ok(())
+        }))
+    }
+
+    fn reset<'a>(&'a self, uuid: &'a str) -> BoxFuture<'a, Result<usize, CheckpointError>> {
+        let uuid = uuid.to_string();
+        Box::pin(self.with(move |conn, _| reset(conn, &uuid)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seq(s: &str) -> SequenceNumber {
+        SequenceNumber::parse(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn checkpoints_persist_and_never_move_backwards() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/esmd.db");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            store.bind_mapping("m1", "arn:s1").await.unwrap();
+            let (lease, cp) = store.acquire("m1", "shard-0").await.unwrap().unwrap();
+            assert_eq!(cp.sequence_number, None);
+            assert_eq!(cp.status, ShardStatus::Reading);
+            store.checkpoint(&lease, &seq("9")).await.unwrap();
+            store.checkpoint(&lease, &seq("10")).await.unwrap();
+            let err = store.checkpoint(&lease, &seq("9")).await.unwrap_err();
+            assert!(matches!(err, CheckpointError::Backwards { .. }), "{err}");
+            store.release(&lease).await.unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let (lease, cp) = store.acquire("m1", "shard-0").await.unwrap().unwrap();
+        assert_eq!(cp.sequence_number, Some(seq("10")));
+        assert_eq!(lease.counter, 2);
+        store.finish(&lease, ShardStatus::Ended).await.unwrap();
+        let shards = store.shards("m1").await.unwrap();
+        assert_eq!(shards[0].status, ShardStatus::Ended);
+    }
+
+    #[tokio::test]
+    async fn a_changed_source_arn_is_refused() {
+        let store = SqliteStore::in_memory().unwrap();
+        store.bind_mapping("m1", "arn:a").await.unwrap();
+        store.bind_mapping("m1", "arn:a").await.unwrap();
+        let err = store.bind_mapping("m1", "arn:b").await.unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("arn:a") && text.contains("arn:b"), "{text}");
+        assert_eq!(store.reset("m1").await.unwrap(), 0);
+        store.bind_mapping("m1", "arn:b").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_stale_lease_cannot_write() {
+        let store = SqliteStore::in_memory().unwrap();
+        let (old, _) = store.acquire("m", "s").await.unwrap().unwrap();
+        let (new, _) = store.acquire("m", "s").await.unwrap().unwrap();
+        assert!(matches!(
+            store.checkpoint(&old, &seq("1")).await,
+            Err(CheckpointError::LeaseLost { .. })
+        ));
+        store.checkpoint(&new, &seq("1")).await.unwrap();
+    }
+}

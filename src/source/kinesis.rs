@@ -1,0 +1,197 @@
+//! [`StreamApi`] over Kinesis Data Streams (aws-sdk-kinesis). SDK types stop here.
+
+use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesis::primitives::DateTime as SdkDateTime;
+use aws_sdk_kinesis::types::ShardIteratorType;
+use chrono::{DateTime, TimeZone, Utc};
+use futures::future::BoxFuture;
+
+use super::stream::{IteratorPosition, ReadBatch, ShardInfo, StreamApi, StreamError, StreamRecord};
+use crate::checkpoint::SequenceNumber;
+use crate::payload::kinesis::{record_json, KinesisContext, KinesisRecord};
+use crate::target::lambda::error_chain;
+
+/// One Kinesis stream.
+#[derive(Clone, Debug)]
+pub struct SdkKinesis {
+    client: aws_sdk_kinesis::Client,
+    stream_name: String,
+    stream_arn: String,
+    region: String,
+    invoke_identity_arn: String,
+}
+
+impl SdkKinesis {
+    pub fn new(
+        client: aws_sdk_kinesis::Client,
+        stream_arn: &str,
+        stream_name: &str,
+        region: &str,
+        invoke_identity_arn: String,
+    ) -> Self {
+        SdkKinesis {
+            client,
+            stream_name: stream_name.to_string(),
+            stream_arn: stream_arn.to_string(),
+            region: region.to_string(),
+            invoke_identity_arn,
+        }
+    }
+}
+
+pub(crate) fn classify_stream_error<E>(
+    err: SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> StreamError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let code = err.code().unwrap_or_default().to_string();
+    let text = match err.message() {
+        Some(m) => format!("{code}: {m}"),
+        None if !code.is_empty() => code.clone(),
+        None => error_chain(&err),
+    };
+    match code.as_str() {
+        "ExpiredIteratorException" | "TrimmedDataAccessException" => {
+            StreamError::ExpiredIterator(text)
+        }
+        "InvalidArgumentException" | "ValidationException" => StreamError::InvalidArgument(text),
+        "ProvisionedThroughputExceededException"
+        | "LimitExceededException"
+        | "ThrottlingException" => StreamError::Throttled(text),
+        "ResourceNotFoundException" => StreamError::NotFound(text),
+        "AccessDeniedException" | "AccessDenied" | "UnrecognizedClientException" => {
+            StreamError::AccessDenied(text)
+        }
+        _ => StreamError::Transient(text),
+    }
+}
+
+pub(crate) fn to_chrono(t: &SdkDateTime) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(t.to_millis().unwrap_or(0))
+        .single()
+        .unwrap_or_default()
+}
+
+fn seq(text: &str) -> Result<SequenceNumber, StreamError> {
+    SequenceNumber::parse(text).map_err(|e| StreamError::Transient(e.to_string()))
+}
+
+impl StreamApi for SdkKinesis {
+    fn list_shards(&self) -> BoxFuture<'_, Result<Vec<ShardInfo>, StreamError>> {
+        Box::pin(async move {
+            let mut shards = Vec::new();
+            let mut token: Option<String> = None;
+            loop {
+                let mut req = self.client.list_shards();
+                req = match &token {
+                    Some(t) => req.next_token(t),
+                    None => req.stream_name(&self.stream_name),
+                };
+                let out = req.send().await.map_err(classify_stream_error)?;
+                for s in out.shards() {
+                    shards.push(ShardInfo {
+                        shard_id: s.shard_id().to_string(),
+                        parent_shard_id: s.parent_shard_id().map(str::to_string),
+                        adjacent_parent_shard_id: s.adjacent_parent_shard_id().map(str::to_string),
+                        ending_sequence_number: s
+                            .sequence_number_range()
+                            .and_then(|r| r.ending_sequence_number())
+                            .map(seq)
+                            .transpose()?,
+                    });
+                }
+                match out.next_token() {
+                    Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                    _ => break,
+                }
+            }
+            Ok(shards)
+        })
+    }
+
+    fn shard_iterator<'a>(
+        &'a self,
+        shard_id: &'a str,
+        position: &'a IteratorPosition,
+    ) -> BoxFuture<'a, Result<String, StreamError>> {
+        Box::pin(async move {
+            let req = self
+                .client
+                .get_shard_iterator()
+                .stream_name(&self.stream_name)
+                .shard_id(shard_id);
+            let req = match position {
+                IteratorPosition::TrimHorizon => {
+                    req.shard_iterator_type(ShardIteratorType::TrimHorizon)
+                }
+                IteratorPosition::Latest => req.shard_iterator_type(ShardIteratorType::Latest),
+                IteratorPosition::AtTimestamp(t) => req
+                    .shard_iterator_type(ShardIteratorType::AtTimestamp)
+                    .timestamp(SdkDateTime::from_millis(t.timestamp_millis())),
+                IteratorPosition::AfterSequenceNumber(s) => req
+                    .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                    .starting_sequence_number(s.as_str()),
+            };
+            let out = req.send().await.map_err(classify_stream_error)?;
+            out.shard_iterator
+                .ok_or_else(|| StreamError::InvalidArgument(format!("no iterator for {shard_id}")))
+        })
+    }
+
+    fn get_records<'a>(
+        &'a self,
+        shard_id: &'a str,
+        iterator: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<ReadBatch, StreamError>> {
+        Box::pin(async move {
+            let out = self
+                .client
+                .get_records()
+                .shard_iterator(iterator)
+                .limit(limit.min(10_000) as i32)
+                .send()
+                .await
+                .map_err(classify_stream_error)?;
+            let ctx = KinesisContext {
+                shard_id,
+                stream_arn: &self.stream_arn,
+                region: &self.region,
+                invoke_identity_arn: &self.invoke_identity_arn,
+            };
+            let mut records = Vec::with_capacity(out.records().len());
+            for r in out.records() {
+                let arrival_millis = r
+                    .approximate_arrival_timestamp()
+                    .and_then(|t| t.to_millis().ok())
+                    .unwrap_or_else(|| Utc::now().timestamp_millis());
+                let record = KinesisRecord {
+                    partition_key: r.partition_key().unwrap_or_default().to_string(),
+                    sequence_number: r.sequence_number().to_string(),
+                    data: r.data().as_ref().to_vec(),
+                    arrival_millis,
+                };
+                records.push(StreamRecord {
+                    sequence_number: seq(r.sequence_number())?,
+                    key: record.partition_key.clone(),
+                    arrival: Utc
+                        .timestamp_millis_opt(arrival_millis)
+                        .single()
+                        .unwrap_or_default(),
+                    json: record_json(&record, &ctx),
+                });
+            }
+            Ok(ReadBatch {
+                records,
+                next_iterator: out.next_shard_iterator().map(str::to_string),
+                child_shards: out
+                    .child_shards()
+                    .iter()
+                    .map(|c| c.shard_id().to_string())
+                    .collect(),
+                millis_behind_latest: out.millis_behind_latest(),
+            })
+        })
+    }
+}

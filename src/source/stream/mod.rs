@@ -1,0 +1,249 @@
+//! The shard machinery Kinesis and DynamoDB Streams mappings share.
+//!
+//! [`StreamSource::run`] is the coordinator: it lists the stream's shards every few seconds,
+//! starts a worker ([`shard::run_shard`]) for each shard whose parents are finished, and
+//! re-lists at once when a shard ends so its children start without delay. Where a shard
+//! starts:
+//! - after its checkpoint, when it has one;
+//! - at `TRIM_HORIZON` when a parent was read by this mapping (a child after a split or
+//!   merge must not skip records);
+//! - otherwise at the mapping's `starting_position`. With `LATEST`, a shard that is already
+//!   closed is marked `skipped` without reading, and its children count as fresh too.
+
+pub mod api;
+pub mod process;
+pub mod shard;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use crate::checkpoint::{ShardCheckpoint, ShardStatus};
+use crate::config::{MappingConfig, StartingPosition};
+use crate::failure::{error_state_backoff, ErrorAction};
+use crate::telemetry::events::{MappingErrored, MappingStarted, ShardStarted};
+use crate::telemetry::MappingState;
+pub use api::{
+    IteratorPosition, ReadBatch, ReadPacing, ShardInfo, StreamApi, StreamError, StreamRecord,
+};
+pub use shard::{ShardContext, ShardOutcome};
+
+/// How often shards are re-listed to find new ones.
+pub const DISCOVERY_INTERVAL: Duration = Duration::from_secs(5);
+
+pub struct StreamSource {
+    pub mapping: Arc<MappingConfig>,
+    pub ctx: Arc<ShardContext>,
+}
+
+impl StreamSource {
+    fn configured_position(&self) -> IteratorPosition {
+        match self.mapping.stream.as_ref().map(|s| &s.starting_position) {
+            Some(StartingPosition::Latest) => IteratorPosition::Latest,
+            Some(StartingPosition::AtTimestamp(t)) => IteratorPosition::AtTimestamp(*t),
+            _ => IteratorPosition::TrimHorizon,
+        }
+    }
+
+    pub async fn run(self) {
+        let ctx = Arc::clone(&self.ctx);
+        let status = &ctx.status;
+        let stop = ctx.shutdown.stop_receiving.clone();
+        let mut slow = error_state_backoff();
+        // A uuid stays bound to its event source; a changed ARN is refused, not restarted.
+        loop {
+            match ctx
+                .store
+                .bind_mapping(&self.mapping.uuid, self.mapping.source.arn())
+                .await
+            {
+                Ok(()) => break,
+                Err(e) => {
+                    let delay = slow.next().unwrap_or(Duration::from_secs(30));
+                    status.set_error(e.to_string());
+                    MappingErrored {
+                        uuid: &self.mapping.uuid,
+                        error: &e.to_string(),
+                        retry_in: delay,
+                    }
+                    .emit();
+                    if e.action() == ErrorAction::StopMapping {
+                        return;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = stop.cancelled() => return,
+                    }
+                }
+            }
+        }
+        MappingStarted {
+            uuid: &self.mapping.uuid,
+            source: self.mapping.source.arn(),
+            function: &self.mapping.function_name,
+        }
+        .emit();
+
+        let mut workers: JoinSet<(String, ShardOutcome)> = JoinSet::new();
+        let mut running: HashSet<String> = HashSet::new();
+        let mut slow = error_state_backoff();
+        loop {
+            let delay = match self.discover(&mut workers, &mut running).await {
+                Ok(()) => {
+                    slow = error_state_backoff();
+                    DISCOVERY_INTERVAL
+                }
+                Err(message) => {
+                    let delay = slow.next().unwrap_or(Duration::from_secs(30));
+                    status.set_error(message.clone());
+                    MappingErrored {
+                        uuid: &self.mapping.uuid,
+                        error: &message,
+                        retry_in: delay,
+                    }
+                    .emit();
+                    delay
+                }
+            };
+            let wake = tokio::time::sleep(delay);
+            tokio::pin!(wake);
+            loop {
+                tokio::select! {
+                    _ = &mut wake => break,
+                    _ = stop.cancelled() => {
+                        status.set_state(MappingState::Disabling);
+                        while workers.join_next().await.is_some() {}
+                        return;
+                    }
+                    Some(joined) = workers.join_next(), if !workers.is_empty() => {
+                        if let Ok((shard_id, outcome)) = joined {
+                            running.remove(&shard_id);
+                            if let ShardOutcome::Failed(message) = &outcome {
+                                status.set_error(format!("shard {shard_id}: {message}"));
+                            }
+                            if outcome == ShardOutcome::Ended {
+                                break; // children may start now
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Lists shards and starts workers for the ones that may run now.
+    async fn discover(
+        &self,
+        workers: &mut JoinSet<(String, ShardOutcome)>,
+        running: &mut HashSet<String>,
+    ) -> Result<(), String> {
+        let ctx = &self.ctx;
+        let mut shards = ctx
+            .api
+            .list_shards()
+            .await
+            .map_err(|e| format!("listing shards of {}: {e}", self.mapping.source.arn()))?;
+        shards.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
+        {
+            let mut closed = ctx.closed.lock().unwrap_or_else(|e| e.into_inner());
+            for s in &shards {
+                if let Some(end) = &s.ending_sequence_number {
+                    closed.insert(s.shard_id.clone(), end.clone());
+                }
+            }
+        }
+        let stored: HashMap<String, ShardCheckpoint> = ctx
+            .store
+            .shards(&self.mapping.uuid)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|c| (c.shard_id.clone(), c))
+            .collect();
+        let listed: HashSet<&str> = shards.iter().map(|s| s.shard_id.as_str()).collect();
+        if ctx.status.state() != MappingState::Error {
+            ctx.status.set_polling();
+        }
+        for shard in &shards {
+            if running.contains(&shard.shard_id) {
+                continue;
+            }
+            let state = stored.get(&shard.shard_id);
+            if state.is_some_and(|s| s.status.is_finished()) {
+                continue;
+            }
+            // A parent that is neither listed nor stored has expired from the stream.
+            let parents_finished = shard.parents().all(|p| match stored.get(p) {
+                Some(s) => s.status.is_finished(),
+                None => !listed.contains(p),
+            });
+            if !parents_finished {
+                continue;
+            }
+            let parent_was_read = shard.parents().any(|p| {
+                stored
+                    .get(p)
+                    .is_some_and(|s| s.status != ShardStatus::Skipped)
+            });
+            let checkpoint = state.and_then(|s| s.sequence_number.clone());
+            let position = match (&checkpoint, parent_was_read) {
+                (Some(seq), _) => IteratorPosition::AfterSequenceNumber(seq.clone()),
+                (None, true) => IteratorPosition::TrimHorizon,
+                (None, false) => self.configured_position(),
+            };
+            let Some((lease, stored_now)) = ctx
+                .store
+                .acquire(&self.mapping.uuid, &shard.shard_id)
+                .await
+                .map_err(|e| e.to_string())?
+            else {
+                continue; // another owner holds it
+            };
+            if position == IteratorPosition::Latest && shard.ending_sequence_number.is_some() {
+                // Nothing after LATEST on a closed shard.
+                ctx.store
+                    .finish(&lease, ShardStatus::Skipped)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                ctx.update_view(&shard.shard_id, |v| v.status = "skipped".into());
+                continue;
+            }
+            ShardStarted {
+                uuid: &self.mapping.uuid,
+                shard_id: &shard.shard_id,
+                position: &format!("{position:?}"),
+            }
+            .emit();
+            running.insert(shard.shard_id.clone());
+            let worker_ctx = Arc::clone(ctx);
+            let shard = shard.clone();
+            let checkpoint = stored_now.sequence_number.or(checkpoint);
+            workers.spawn(async move {
+                let id = shard.shard_id.clone();
+                let outcome =
+                    shard::run_shard(worker_ctx, shard, lease, checkpoint, position).await;
+                (id, outcome)
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The ARN Lambda would show for the function, for on-failure records.
+pub fn function_arn(function_name: &str, region: &str, account_id: &str) -> String {
+    if function_name.starts_with("arn:") {
+        function_name.to_string()
+    } else if function_name.matches(':').count() >= 2 {
+        // account:function:name[:qualifier]
+        format!("arn:aws:lambda:{region}:{function_name}")
+    } else {
+        format!("arn:aws:lambda:{region}:{account_id}:function:{function_name}")
+    }
+}
+
+/// Shared, empty per-shard views for a new mapping.
+pub fn new_views() -> shard::ShardViews {
+    Arc::new(Mutex::new(Default::default()))
+}

@@ -1,0 +1,468 @@
+//! One shard: a reader that pages through it in order, and `parallelization_factor` lanes
+//! that batch, invoke and settle its records. Records are routed to lanes by a hash of their
+//! key, so order holds per partition key (Kinesis) or item key (DynamoDB); with one lane it
+//! holds for the whole shard. The shard's checkpoint is the end of the settled prefix
+//! ([`Watermark`]) and is written, durably, before a lane invokes its next batch.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::api::{IteratorPosition, ReadPacing, ShardInfo, StreamApi, StreamRecord};
+use super::process::Processor;
+use crate::batch::{Batch, BatchLimits, PushRejected};
+use crate::checkpoint::{
+    CheckpointError, CheckpointStore, SequenceNumber, ShardLease, ShardStatus, Watermark,
+};
+use crate::failure::{error_state_backoff, transient_backoff, ErrorAction};
+use crate::filter::FilterSet;
+use crate::source::Shutdown;
+use crate::telemetry::events::{ShardEnded, ShardReadFailed};
+use crate::telemetry::{MappingMetrics, MappingStatus};
+
+/// What `/mappings` shows per shard.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ShardView {
+    pub status: String,
+    pub checkpoint: Option<String>,
+    pub iterator_age_ms: i64,
+    pub outstanding_records: usize,
+}
+
+pub type ShardViews = Arc<Mutex<BTreeMap<String, ShardView>>>;
+
+/// What every shard of one mapping shares.
+pub struct ShardContext {
+    pub uuid: String,
+    pub api: Arc<dyn StreamApi>,
+    pub store: Arc<dyn CheckpointStore>,
+    pub processor: Arc<Processor>,
+    pub filters: Arc<FilterSet>,
+    pub filter_view: fn(&str) -> serde_json::Value,
+    pub limits: BatchLimits,
+    pub lanes: usize,
+    pub pacing: ReadPacing,
+    pub shutdown: Shutdown,
+    pub status: Arc<MappingStatus>,
+    pub views: ShardViews,
+    /// Ending sequence numbers of closed shards, refreshed by every listing: a shard may be
+    /// closed (split or merged) while it is being read.
+    pub closed: Arc<Mutex<std::collections::HashMap<String, SequenceNumber>>>,
+}
+
+impl ShardContext {
+    pub fn update_view(&self, shard_id: &str, f: impl FnOnce(&mut ShardView)) {
+        let mut views = self.views.lock().unwrap_or_else(|e| e.into_inner());
+        f(views.entry(shard_id.to_string()).or_default());
+        let max_age = views.values().map(|v| v.iterator_age_ms).max().unwrap_or(0);
+        self.status
+            .metrics
+            .iterator_age_ms
+            .store(max_age, std::sync::atomic::Ordering::Relaxed);
+        *self.status.shards.lock().unwrap_or_else(|e| e.into_inner()) =
+            serde_json::to_value(&*views).unwrap_or_default();
+    }
+}
+
+/// How a shard worker ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardOutcome {
+    /// Read to its end and checkpointed: children may start.
+    Ended,
+    /// Shutdown: the lease is released, the checkpoint stays.
+    Stopped,
+    /// The checkpoint store refused a write (lease lost or storage failure).
+    Failed(String),
+}
+
+/// Shared between the reader and the lanes.
+struct Progress {
+    watermark: tokio::sync::Mutex<Watermark>,
+    lease: ShardLease,
+    failed: Mutex<Option<String>>,
+}
+
+impl Progress {
+    /// Marks records done and durably moves the checkpoint over the done prefix.
+    async fn settle(&self, ctx: &ShardContext, shard_id: &str, done: &[SequenceNumber]) {
+        let mut watermark = self.watermark.lock().await;
+        for seq in done {
+            watermark.complete(seq);
+        }
+        if let Some(cp) = watermark.advance() {
+            match ctx.store.checkpoint(&self.lease, &cp).await {
+                Ok(()) => {}
+                Err(e @ CheckpointError::Backwards { .. }) => {
+                    tracing::error!(mapping = %ctx.uuid, shard = shard_id, error = %e, "refused a backwards checkpoint");
+                }
+                Err(e) => {
+                    tracing::error!(mapping = %ctx.uuid, shard = shard_id, error = %e, "checkpoint failed; stopping the shard");
+                    *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                }
+            }
+        }
+        let (checkpoint, outstanding) = (
+            watermark.checkpoint().map(|s| s.to_string()),
+            watermark.outstanding(),
+        );
+        ctx.update_view(shard_id, |v| {
+            v.checkpoint = checkpoint;
+            v.outstanding_records = outstanding;
+        });
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+fn lane_of(key: &str, lanes: usize) -> usize {
+    if lanes <= 1 {
+        return 0;
+    }
+    let mut h = DefaultHasher::new();
+    key.hash(&mut h);
+    (h.finish() % lanes as u64) as usize
+}
+
+/// Reads and processes one shard until it ends or shutdown.
+pub async fn run_shard(
+    ctx: Arc<ShardContext>,
+    shard: ShardInfo,
+    lease: ShardLease,
+    checkpoint: Option<SequenceNumber>,
+    start: IteratorPosition,
+) -> ShardOutcome {
+    let shard_id = shard.shard_id.clone();
+    let progress = Arc::new(Progress {
+        watermark: tokio::sync::Mutex::new(Watermark::new(checkpoint.clone())),
+        lease,
+        failed: Mutex::new(None),
+    });
+    ctx.update_view(&shard_id, |v| {
+        v.status = "reading".into();
+        v.checkpoint = checkpoint.as_ref().map(|s| s.to_string());
+    });
+
+    let mut senders = Vec::with_capacity(ctx.lanes);
+    let mut lanes = tokio::task::JoinSet::new();
+    for _ in 0..ctx.lanes.max(1) {
+        let (tx, rx) = mpsc::channel::<Vec<StreamRecord>>(4);
+        senders.push(tx);
+        lanes.spawn(run_lane(
+            Arc::clone(&ctx),
+            shard_id.clone(),
+            Arc::clone(&progress),
+            rx,
+        ));
+    }
+
+    let ended = read(&ctx, &shard, &progress, &senders, checkpoint, start).await;
+    drop(senders);
+    while lanes.join_next().await.is_some() {}
+
+    if let Some(failure) = progress.failure() {
+        ctx.update_view(&shard_id, |v| v.status = "failed".into());
+        return ShardOutcome::Failed(failure);
+    }
+    let outstanding = progress.watermark.lock().await.outstanding();
+    if ended && outstanding == 0 {
+        if let Err(e) = ctx.store.finish(&progress.lease, ShardStatus::Ended).await {
+            return ShardOutcome::Failed(e.to_string());
+        }
+        ctx.update_view(&shard_id, |v| {
+            v.status = "ended".into();
+            v.iterator_age_ms = 0;
+        });
+        return ShardOutcome::Ended;
+    }
+    let _ = ctx.store.release(&progress.lease).await;
+    ctx.update_view(&shard_id, |v| v.status = "stopped".into());
+    ShardOutcome::Stopped
+}
+
+/// The reader: returns true when the shard was read to its end, false on shutdown.
+async fn read(
+    ctx: &ShardContext,
+    shard: &ShardInfo,
+    progress: &Progress,
+    lanes: &[mpsc::Sender<Vec<StreamRecord>>],
+    checkpoint: Option<SequenceNumber>,
+    start: IteratorPosition,
+) -> bool {
+    let shard_id = shard.shard_id.as_str();
+    let stop = &ctx.shutdown.stop_receiving;
+    let mut last_read = checkpoint;
+    let position = |last: &Option<SequenceNumber>| match last {
+        Some(seq) => IteratorPosition::AfterSequenceNumber(seq.clone()),
+        None => start.clone(),
+    };
+    let mut iterator: Option<String> = None;
+    let mut transient = transient_backoff();
+    let mut slow = error_state_backoff();
+    let mut failures = 0u32;
+    let mut empty_reads = 0u32;
+    let mut next_read = Instant::now();
+    loop {
+        if stop.is_cancelled() || progress.failure().is_some() {
+            return false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(next_read) => {}
+            _ = stop.cancelled() => return false,
+        }
+        let result = match &iterator {
+            Some(it) => {
+                ctx.api
+                    .get_records(shard_id, it, ctx.pacing.max_records)
+                    .await
+            }
+            None => match ctx
+                .api
+                .shard_iterator(shard_id, &position(&last_read))
+                .await
+            {
+                Ok(it) => {
+                    iterator = Some(it);
+                    continue;
+                }
+                Err(e) => Err(e),
+            },
+        };
+        let batch = match result {
+            Ok(batch) => batch,
+            Err(e) => {
+                failures += 1;
+                let action = e.action();
+                // Refresh on an expired or invalid iterator, and after repeated failures
+                // (some emulators answer a bad iterator with a 500).
+                if action == ErrorAction::RefreshIterator || failures >= 3 {
+                    iterator = None;
+                }
+                let delay = match action {
+                    ErrorAction::RefreshIterator => Duration::ZERO,
+                    ErrorAction::StopMapping => {
+                        ctx.status.set_error(format!("shard {shard_id}: {e}"));
+                        slow.next().unwrap_or(Duration::from_secs(30))
+                    }
+                    _ => transient.next().unwrap_or(Duration::from_secs(10)),
+                };
+                ShardReadFailed {
+                    uuid: &ctx.uuid,
+                    shard_id,
+                    error: &e.to_string(),
+                    action: if iterator.is_none() {
+                        "refresh iterator"
+                    } else {
+                        "retry"
+                    },
+                }
+                .emit();
+                next_read = Instant::now() + delay;
+                continue;
+            }
+        };
+        failures = 0;
+        ctx.status.set_polling();
+        let caught_up = batch.records.is_empty() || batch.millis_behind_latest == Some(0);
+        next_read = Instant::now()
+            + if caught_up {
+                ctx.pacing.idle_interval
+            } else {
+                ctx.pacing.min_interval
+            };
+        let age = match (batch.millis_behind_latest, batch.records.last()) {
+            (Some(ms), _) => ms,
+            (None, Some(r)) => (chrono::Utc::now() - r.arrival).num_milliseconds().max(0),
+            (None, None) => 0,
+        };
+        ctx.update_view(shard_id, |v| v.iterator_age_ms = age);
+
+        if batch.records.is_empty() {
+            empty_reads += 1;
+        } else {
+            empty_reads = 0;
+            MappingMetrics::add(&ctx.status.metrics.polled, batch.records.len());
+            if !route(
+                ctx,
+                shard_id,
+                progress,
+                lanes,
+                batch.records,
+                &mut last_read,
+            )
+            .await
+            {
+                return false;
+            }
+        }
+
+        let ending = shard.ending_sequence_number.clone().or_else(|| {
+            ctx.closed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(shard_id)
+                .cloned()
+        });
+        let closed_and_done = ending.as_ref().is_some_and(|end| {
+            last_read.as_ref().is_some_and(|l| l >= end) && empty_reads > 0 || empty_reads >= 2
+        });
+        let how = if batch.next_iterator.is_none() {
+            Some("null NextShardIterator")
+        } else if closed_and_done {
+            Some("closed shard read past its EndingSequenceNumber")
+        } else {
+            None
+        };
+        if let Some(how) = how {
+            ShardEnded {
+                uuid: &ctx.uuid,
+                shard_id,
+                how,
+            }
+            .emit();
+            return true;
+        }
+        iterator = batch.next_iterator;
+    }
+}
+
+/// Registers records, settles the filtered-out ones and hands the rest to their lanes.
+async fn route(
+    ctx: &ShardContext,
+    shard_id: &str,
+    progress: &Progress,
+    lanes: &[mpsc::Sender<Vec<StreamRecord>>],
+    records: Vec<StreamRecord>,
+    last_read: &mut Option<SequenceNumber>,
+) -> bool {
+    let mut per_lane: Vec<Vec<StreamRecord>> = vec![Vec::new(); lanes.len()];
+    let mut filtered = Vec::new();
+    {
+        let mut watermark = progress.watermark.lock().await;
+        for record in records {
+            if !watermark.register(record.sequence_number.clone()) {
+                continue; // read twice (after an iterator refresh)
+            }
+            *last_read = Some(record.sequence_number.clone());
+            if !ctx.filters.is_empty()
+                && !ctx.filters.accepts(&(ctx.filter_view)(record.json.get()))
+            {
+                filtered.push(record.sequence_number);
+                continue;
+            }
+            per_lane[lane_of(&record.key, lanes.len())].push(record);
+        }
+    }
+    if !filtered.is_empty() {
+        MappingMetrics::add(&ctx.status.metrics.filtered_out, filtered.len());
+        progress.settle(ctx, shard_id, &filtered).await;
+    }
+    for (lane, records) in lanes.iter().zip(per_lane) {
+        if records.is_empty() {
+            continue;
+        }
+        tokio::select! {
+            sent = lane.send(records) => if sent.is_err() { return false },
+            _ = ctx.shutdown.stop_receiving.cancelled() => return false,
+        }
+    }
+    true
+}
+
+/// A lane: gathers its records into batches and processes them one at a time.
+async fn run_lane(
+    ctx: Arc<ShardContext>,
+    shard_id: String,
+    progress: Arc<Progress>,
+    mut rx: mpsc::Receiver<Vec<StreamRecord>>,
+) {
+    let mut buffer: VecDeque<StreamRecord> = VecDeque::new();
+    let stop = ctx.shutdown.stop_receiving.clone();
+    loop {
+        if buffer.is_empty() {
+            tokio::select! {
+                got = rx.recv() => match got {
+                    Some(records) => buffer.extend(records),
+                    None => return,
+                },
+                _ = stop.cancelled() => return,
+            }
+        }
+        let deadline = Instant::now() + ctx.limits.window;
+        let mut batch: Batch<StreamRecord> = Batch::new(ctx.limits);
+        let mut full = false;
+        loop {
+            while let Some(record) = buffer.pop_front() {
+                match batch.try_push(record) {
+                    Ok(()) => {}
+                    Err(PushRejected::Full(r)) => {
+                        buffer.push_front(r);
+                        full = true;
+                        break;
+                    }
+                    Err(PushRejected::TooLarge(r)) => {
+                        if !batch.is_empty() {
+                            buffer.push_front(r);
+                            full = true;
+                            break;
+                        }
+                        // Too large for any invocation: report it on its own.
+                        let settled = ctx.processor.reject_oversized(&shard_id, &r).await;
+                        if !settled {
+                            return;
+                        }
+                        progress.settle(&ctx, &shard_id, &[r.sequence_number]).await;
+                    }
+                }
+            }
+            if full || batch.is_full() || ctx.limits.window.is_zero() {
+                break;
+            }
+            tokio::select! {
+                got = rx.recv() => match got {
+                    Some(records) => buffer.extend(records),
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = stop.cancelled() => return,
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let records = batch.into_records();
+        let processed = ctx.processor.process(&shard_id, &records).await;
+        let done: Vec<SequenceNumber> = records[..processed.settled]
+            .iter()
+            .map(|r| r.sequence_number.clone())
+            .collect();
+        progress.settle(&ctx, &shard_id, &done).await;
+        if processed.interrupted || progress.failure().is_some() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_are_stable_per_key() {
+        for key in ["a", "b", "order-17"] {
+            let lane = lane_of(key, 4);
+            assert!(lane < 4);
+            assert_eq!(lane, lane_of(key, 4));
+        }
+        assert_eq!(lane_of("x", 1), 0);
+    }
+}
