@@ -288,6 +288,8 @@ pub struct Esmd {
     pub admin: String,
     pub log: PathBuf,
     pub dir: tempfile::TempDir,
+    config_path: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 impl Esmd {
@@ -302,6 +304,16 @@ impl Esmd {
         body: &str,
         env: &[(&str, &str)],
     ) -> Esmd {
+        Self::start_at(&moto.endpoint, function, body, env)
+    }
+
+    /// Like `start_with_env`, with any AWS endpoint (moto, kinesis-local).
+    pub fn start_at(
+        endpoint: &str,
+        function: &FunctionServer,
+        body: &str,
+        env: &[(&str, &str)],
+    ) -> Esmd {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let config = format!(
@@ -311,36 +323,61 @@ impl Esmd {
         let config_path = dir.path().join("esmd.toml");
         std::fs::write(&config_path, config).expect("write config");
         let log = dir.path().join("esmd.log");
-        let log_file = std::fs::File::create(&log).expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_esmd"));
-        cmd.args(["run", "--config"])
-            .arg(&config_path)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", REGION)
-            .env("AWS_ENDPOINT_URL", &moto.endpoint)
-            .env("AWS_ENDPOINT_URL_LAMBDA", &function.endpoint)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env(
-                "RUST_LOG",
+        let mut all_env: Vec<(String, String)> = vec![
+            ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
+            ("AWS_REGION".into(), REGION.into()),
+            ("AWS_ENDPOINT_URL".into(), endpoint.into()),
+            ("AWS_ENDPOINT_URL_LAMBDA".into(), function.endpoint.clone()),
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+            (
+                "RUST_LOG".into(),
                 std::env::var("ESMD_TEST_LOG").unwrap_or_else(|_| "info,esmd=debug".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(log_file);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("spawn esmd");
-        let esmd = Esmd {
-            child: Some(child),
+            ),
+        ];
+        all_env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut esmd = Esmd {
+            child: None,
             admin: format!("http://127.0.0.1:{port}"),
             log,
             dir,
+            config_path,
+            env: all_env,
         };
-        esmd.wait_for(Duration::from_secs(30), "admin endpoint", || {
-            http_get(&format!("{}/healthz", esmd.admin)).is_ok()
-        });
+        esmd.spawn();
         esmd
+    }
+
+    fn spawn(&mut self) {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_esmd"));
+        cmd.args(["run", "--config"])
+            .arg(&self.config_path)
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("spawn esmd"));
+        self.wait_for(Duration::from_secs(30), "admin endpoint", || {
+            http_get(&format!("{}/healthz", self.admin)).is_ok()
+        });
+    }
+
+    /// Starts esmd again with the same config and state (after it exited or was killed).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "esmd is still running");
+        self.spawn();
+    }
+
+    /// `kill -9`: no drain, no final checkpoint.
+    pub fn kill9(&mut self) {
+        self.signal("KILL");
+        self.wait_exit(Duration::from_secs(10));
     }
 
     pub fn pid(&self) -> u32 {
