@@ -10,6 +10,13 @@ if ! command -v moto_server >/dev/null 2>&1; then
 fi
 export MOTO_SERVER="${MOTO_SERVER:-$(command -v moto_server)}"
 
+# kinesis-local (the Kinesis engine LocalStack uses) for the resharding test.
+if [ ! -f .ci/node/node_modules/kinesis-local/main.js ] && [ -z "${KINESIS_LOCAL_DIR:-}" ]; then
+  echo "installing kinesis-local (npm install kinesis-local@0.6.2 into .ci/node)" >&2
+  mkdir -p .ci/node
+  (cd .ci/node && npm install --silent --no-audit --no-fund kinesis-local@0.6.2)
+fi
+
 # Integration tests each start a moto server and an esmd process; two at a time suits a
 # two-core machine.
 exec cargo test --all-targets -- --test-threads="${ESMD_TEST_THREADS:-4}" "$@"

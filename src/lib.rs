@@ -1,32 +1,43 @@
-//! esmd runs AWS Lambda event source mappings anywhere: it polls SQS queues (and, later,
-//! Kinesis and DynamoDB streams), batches records, invokes functions synchronously through the
+//! esmd runs AWS Lambda event source mappings anywhere: it polls SQS queues, Kinesis Data
+//! Streams and DynamoDB Streams, batches records, invokes functions synchronously through the
 //! Lambda Invoke API, and acknowledges records with AWS's exact semantics.
 //!
 //! # Data flow
 //!
 //! ```text
-//! config ──► daemon ──► source (sqs) ──► batch ──► filter ──► payload ──► target (Invoker)
-//!                                 ▲                                           │
-//!                                 └──── acknowledge (delete / keep) ◄── failure ◄┘
+//! config ──► daemon ──► source ──► filter ──► batch ──► payload ──► target (Invoker)
+//!                  (sqs | stream:                                         │
+//!                   kinesis, dynamodb)                                    ▼
+//!                         ▲                                            failure
+//!                         └── acknowledge: delete / keep (SQS),  ◄──── (retry, bisect,
+//!                             checkpoint + destination (streams))       destination)
 //! ```
 //!
 //! - [`config`]: the TOML contract (Terraform's field names) and AWS's validation rules.
 //! - [`aws`]: one AWS configuration load; endpoints from `AWS_ENDPOINT_URL[_<SERVICE>]`.
-//! - [`source`]: event sources behind narrow traits; [`source::sqs`] polls queues.
+//! - [`source`]: event sources behind narrow traits. [`source::sqs`] polls queues;
+//!   [`source::stream`] is the shard machinery (discovery and lineage, per-shard readers,
+//!   lanes for `parallelization_factor`, the stream failure policy) that
+//!   [`source::kinesis`] and [`source::dynamodb`] plug their clients into.
+//! - [`checkpoint`]: the [`checkpoint::CheckpointStore`] trait (lease-shaped, so a shared
+//!   DynamoDB lease table can implement it), the embedded SQLite store, numeric sequence
+//!   numbers, and the watermark that keeps checkpoints behind unsettled records.
 //! - [`batch`]: count, byte (6 MB) and window limits; records are serialised once.
 //! - [`filter`]: Lambda event-filtering patterns, compiled once.
 //! - [`payload`]: the event JSON AWS sends, byte for byte, and batch-response parsing.
 //! - [`target`]: the [`target::Invoker`] trait and the Lambda implementation.
-//! - [`failure`]: error → action classification, backoff, per-source disposition.
+//! - [`failure`]: error → action classification, backoff, the SQS disposition, and
+//!   on-failure destination records.
 //! - [`telemetry`] and [`http`]: state, metrics and the admin endpoints.
 //! - [`daemon`]: wiring, and the ordered drain on shutdown.
 //!
 //! # Delivery guarantee
 //!
-//! At least once. A record is acknowledged (an SQS message deleted) only after the function
-//! confirmed it or it matched no filter. Anything else returns to the source: SQS messages
-//! through their visibility timeout, so the queue's redrive policy still decides when a message
-//! goes to its dead-letter queue.
+//! At least once. A record is acknowledged only after the function confirmed it, it matched
+//! no filter, or (streams) it was given up and reported to the on-failure destination.
+//! Anything else returns to the source: SQS messages through their visibility timeout, so the
+//! queue's redrive policy still decides when a message goes to its dead-letter queue; stream
+//! records because the shard's checkpoint has not passed them.
 
 pub mod aws;
 pub mod batch;

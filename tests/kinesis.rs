@@ -564,3 +564,37 @@ async fn a_split_finishes_the_parent_before_the_children_start() {
         .logs()
         .contains("closed shard read past its EndingSequenceNumber"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_older_than_the_maximum_age_are_reported_without_a_response_context() {
+    let moto = Moto::start();
+    let client = kinesis(&moto.endpoint).await;
+    create_stream(&client, "aging", 1).await;
+    let dlq = Queue::create(&moto, "aging-dlq", &[]).await;
+    put(&client, "aging", "k", "a0").await;
+    let function = FunctionServer::start(|_, _| Reply::function_error());
+    // Unlimited retries: only the record age (60 s, AWS's minimum) can end this.
+    let esmd = Esmd::start(
+        &moto,
+        &function,
+        &mapping(
+            "aging",
+            &format!(
+                "maximum_record_age_in_seconds = 60\nmaximum_retry_attempts = -1\n\
+                 destination_config = {{ on_failure = {{ destination_arn = \"{}\" }} }}",
+                dlq.arn
+            ),
+        ),
+    );
+    eventually(
+        Duration::from_secs(120),
+        "aged-out record",
+        Some(&esmd),
+        || async { !dlq.peek_bodies().await.is_empty() },
+    )
+    .await;
+    let record: Value = serde_json::from_str(&dlq.peek_bodies().await[0]).unwrap();
+    assert_eq!(record["requestContext"]["condition"], "RecordAgeExceeded");
+    assert!(record.get("responseContext").is_none(), "{record}");
+    assert!(function.calls().len() >= 2, "retried until the age passed");
+}

@@ -455,6 +455,13 @@ async fn run_lane(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::SqliteStore;
+    use crate::failure::destination::{Delivery, DestinationError, DestinationSender, StreamKind};
+    use crate::source::stream::api::{ReadBatch, StreamError};
+    use crate::source::stream::process::RetryDelays;
+    use crate::target::{InvokeOutcome, Invoker};
+    use bytes::Bytes;
+    use futures::future::BoxFuture;
 
     #[test]
     fn lanes_are_stable_per_key() {
@@ -464,5 +471,173 @@ mod tests {
             assert_eq!(lane, lane_of(key, 4));
         }
         assert_eq!(lane_of("x", 1), 0);
+    }
+
+    /// A closed shard of ten records whose iterators are `pos:<index>`; the second read
+    /// fails with an expired iterator and the fourth with an invalid one.
+    struct FlakyShard {
+        reads: Mutex<u32>,
+        positions: Mutex<Vec<IteratorPosition>>,
+    }
+
+    fn record(i: usize) -> StreamRecord {
+        StreamRecord {
+            sequence_number: SequenceNumber::parse((i + 1).to_string()).unwrap(),
+            key: "k".into(),
+            arrival: chrono::Utc::now(),
+            json: serde_json::value::to_raw_value(&serde_json::json!({ "i": i })).unwrap(),
+        }
+    }
+
+    impl StreamApi for FlakyShard {
+        fn list_shards(&self) -> BoxFuture<'_, Result<Vec<ShardInfo>, StreamError>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn shard_iterator<'a>(
+            &'a self,
+            _: &'a str,
+            position: &'a IteratorPosition,
+        ) -> BoxFuture<'a, Result<String, StreamError>> {
+            self.positions.lock().unwrap().push(position.clone());
+            let start = match position {
+                IteratorPosition::AfterSequenceNumber(s) => s.as_str().parse::<usize>().unwrap(),
+                _ => 0,
+            };
+            Box::pin(async move { Ok(format!("pos:{start}")) })
+        }
+        fn get_records<'a>(
+            &'a self,
+            _: &'a str,
+            iterator: &'a str,
+            _: usize,
+        ) -> BoxFuture<'a, Result<ReadBatch, StreamError>> {
+            let n = {
+                let mut reads = self.reads.lock().unwrap();
+                *reads += 1;
+                *reads
+            };
+            let start: usize = iterator.trim_start_matches("pos:").parse().unwrap();
+            Box::pin(async move {
+                match n {
+                    2 => return Err(StreamError::ExpiredIterator("expired".into())),
+                    4 => return Err(StreamError::InvalidArgument("bad iterator".into())),
+                    _ => {}
+                }
+                let end = (start + 3).min(10);
+                Ok(ReadBatch {
+                    records: (start..end).map(record).collect(),
+                    next_iterator: (end < 10).then(|| format!("pos:{end}")),
+                    ..Default::default()
+                })
+            })
+        }
+    }
+
+    struct Collect(Mutex<Vec<serde_json::Value>>);
+    impl Invoker for Collect {
+        fn invoke<'a>(&'a self, _: &'a str, payload: Bytes) -> BoxFuture<'a, InvokeOutcome> {
+            let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+            self.0
+                .lock()
+                .unwrap()
+                .extend(v["Records"].as_array().unwrap().clone());
+            Box::pin(async { InvokeOutcome::Returned { body: Bytes::new() } })
+        }
+    }
+    struct NoDestination;
+    impl DestinationSender for NoDestination {
+        fn send<'a>(
+            &'a self,
+            _: &'a crate::config::FailureDestination,
+            _: &'a Delivery,
+        ) -> BoxFuture<'a, Result<(), DestinationError>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_expired_or_invalid_iterator_is_refreshed_after_the_last_record_read() {
+        let text = "[[mapping]]\nevent_source_arn = \"arn:aws:kinesis:us-east-1:1:stream/s\"\nfunction_name = \"f\"\nstarting_position = \"TRIM_HORIZON\"\n";
+        let mapping = Arc::new(
+            crate::config::Config::parse(text)
+                .unwrap()
+                .mappings
+                .remove(0),
+        );
+        let status = Arc::new(MappingStatus::new(&mapping));
+        let invoker = Arc::new(Collect(Mutex::new(Vec::new())));
+        let api = Arc::new(FlakyShard {
+            reads: Mutex::new(0),
+            positions: Mutex::new(Vec::new()),
+        });
+        let store = Arc::new(SqliteStore::in_memory().unwrap());
+        let shutdown = Shutdown::default();
+        let ctx = Arc::new(ShardContext {
+            uuid: mapping.uuid.clone(),
+            api: api.clone(),
+            store: store.clone(),
+            processor: Arc::new(Processor {
+                mapping: Arc::clone(&mapping),
+                kind: StreamKind::Kinesis,
+                function_arn: "f".into(),
+                invoker: invoker.clone(),
+                destinations: Arc::new(NoDestination),
+                status: Arc::clone(&status),
+                shutdown: shutdown.clone(),
+                delays: RetryDelays::IMMEDIATE,
+            }),
+            filters: Arc::new(FilterSet::default()),
+            filter_view: crate::payload::kinesis::filter_view,
+            limits: BatchLimits::for_mapping(&mapping),
+            lanes: 1,
+            pacing: ReadPacing {
+                min_interval: Duration::from_millis(1),
+                idle_interval: Duration::from_millis(1),
+                max_records: 100,
+            },
+            shutdown,
+            status,
+            views: Default::default(),
+            closed: Default::default(),
+        });
+        let (lease, _) = store
+            .acquire(&mapping.uuid, "shard-0")
+            .await
+            .unwrap()
+            .unwrap();
+        let shard = ShardInfo {
+            shard_id: "shard-0".into(),
+            parent_shard_id: None,
+            adjacent_parent_shard_id: None,
+            ending_sequence_number: Some(SequenceNumber::parse("10").unwrap()),
+        };
+        let outcome = run_shard(ctx, shard, lease, None, IteratorPosition::TrimHorizon).await;
+        assert_eq!(outcome, ShardOutcome::Ended);
+        let seen: Vec<i64> = invoker
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r["i"].as_i64().unwrap())
+            .collect();
+        assert_eq!(
+            seen,
+            (0..10).collect::<Vec<_>>(),
+            "every record once, in order"
+        );
+        let positions = api.positions.lock().unwrap().clone();
+        assert_eq!(positions[0], IteratorPosition::TrimHorizon);
+        assert_eq!(
+            positions[1],
+            IteratorPosition::AfterSequenceNumber(SequenceNumber::parse("3").unwrap()),
+            "refreshed after the last record read"
+        );
+        assert_eq!(positions.len(), 3);
+        let stored = store.shards(&mapping.uuid).await.unwrap();
+        assert_eq!(stored[0].status, ShardStatus::Ended);
+        assert_eq!(
+            stored[0].sequence_number,
+            Some(SequenceNumber::parse("10").unwrap())
+        );
     }
 }

@@ -1,0 +1,208 @@
+//! DynamoDB Streams mappings end to end against moto server.
+
+mod common;
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType, StreamSpecification, StreamViewType,
+};
+use common::*;
+use serde_json::Value;
+
+async fn table_with_stream(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+    view: StreamViewType,
+) -> String {
+    let out = client
+        .create_table()
+        .table_name(name)
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(view)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("create table");
+    out.table_description()
+        .and_then(|t| t.latest_stream_arn())
+        .expect("stream arn")
+        .to_string()
+}
+
+async fn insert_modify_remove(client: &aws_sdk_dynamodb::Client, table: &str) {
+    for v in ["1", "2"] {
+        client
+            .put_item()
+            .table_name(table)
+            .item("id", AttributeValue::S("item-1".into()))
+            .item("v", AttributeValue::N(v.into()))
+            .send()
+            .await
+            .unwrap();
+    }
+    client
+        .delete_item()
+        .table_name(table)
+        .key("id", AttributeValue::S("item-1".into()))
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insert_modify_remove_carry_the_images_each_view_type_promises() {
+    let moto = Moto::start();
+    let client = aws_sdk_dynamodb::Client::new(&sdk_config(&moto.endpoint).await);
+    let views = [
+        ("t-new-old", StreamViewType::NewAndOldImages),
+        ("t-new", StreamViewType::NewImage),
+        ("t-old", StreamViewType::OldImage),
+        ("t-keys", StreamViewType::KeysOnly),
+    ];
+    let mut config = String::new();
+    let mut arns = Vec::new();
+    for (table, view) in &views {
+        let arn = table_with_stream(&client, table, view.clone()).await;
+        config.push_str(&format!(
+            "[[mapping]]\nevent_source_arn = \"{arn}\"\nfunction_name = \"{table}\"\nstarting_position = \"TRIM_HORIZON\"\nbatch_size = 10\n"
+        ));
+        arns.push(arn);
+        insert_modify_remove(&client, table).await;
+    }
+    let function = FunctionServer::start(|_, _| Reply::ok(""));
+    let esmd = Esmd::start(&moto, &function, &config);
+    eventually(
+        Duration::from_secs(30),
+        "12 records",
+        Some(&esmd),
+        || async {
+            function
+                .calls()
+                .iter()
+                .map(|c| c.records().len())
+                .sum::<usize>()
+                >= 12
+        },
+    )
+    .await;
+    for ((table, view), arn) in views.iter().zip(&arns) {
+        let records: Vec<Value> = function
+            .calls()
+            .iter()
+            .filter(|c| c.function == *table)
+            .flat_map(|c| c.records().clone())
+            .collect();
+        let names: Vec<&str> = records
+            .iter()
+            .map(|r| r["eventName"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["INSERT", "MODIFY", "REMOVE"], "{table}");
+        for r in &records {
+            assert_eq!(r["eventSource"], "aws:dynamodb");
+            assert_eq!(r["eventVersion"], "1.1");
+            assert_eq!(r["awsRegion"], REGION);
+            assert_eq!(r["eventSourceARN"], arn.as_str());
+            let d = &r["dynamodb"];
+            assert!(d["ApproximateCreationDateTime"].is_number(), "{r}");
+            assert_eq!(d["Keys"], serde_json::json!({"id": {"S": "item-1"}}));
+            assert_eq!(d["StreamViewType"], view.as_str());
+            assert!(d["SequenceNumber"].is_string());
+            assert!(d["SizeBytes"].is_number());
+        }
+        let has = |i: usize, image: &str| records[i]["dynamodb"].get(image).is_some();
+        let (new, old) = match view {
+            StreamViewType::NewAndOldImages => (true, true),
+            StreamViewType::NewImage => (true, false),
+            StreamViewType::OldImage => (false, true),
+            _ => (false, false),
+        };
+        assert_eq!(
+            (has(0, "NewImage"), has(0, "OldImage")),
+            (new, false),
+            "{table} INSERT"
+        );
+        assert_eq!(
+            (has(1, "NewImage"), has(1, "OldImage")),
+            (new, old),
+            "{table} MODIFY"
+        );
+        assert_eq!(
+            (has(2, "NewImage"), has(2, "OldImage")),
+            (false, old),
+            "{table} REMOVE"
+        );
+        if new {
+            assert_eq!(
+                records[1]["dynamodb"]["NewImage"]["v"],
+                serde_json::json!({"N": "2"})
+            );
+        }
+        if old {
+            assert_eq!(
+                records[1]["dynamodb"]["OldImage"]["v"],
+                serde_json::json!({"N": "1"})
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_see_typed_images_and_filtered_records_are_checkpointed() {
+    let moto = Moto::start();
+    let client = aws_sdk_dynamodb::Client::new(&sdk_config(&moto.endpoint).await);
+    let arn = table_with_stream(&client, "filtered", StreamViewType::NewAndOldImages).await;
+    insert_modify_remove(&client, "filtered").await;
+    let function = FunctionServer::start(|_, _| Reply::ok(""));
+    let config = format!(
+        "[[mapping]]\nevent_source_arn = \"{arn}\"\nfunction_name = \"f\"\nstarting_position = \"TRIM_HORIZON\"\n\
+         filter_criteria = {{ filter = [{{ pattern = '{{\"eventName\":[\"MODIFY\"],\"dynamodb\":{{\"NewImage\":{{\"v\":{{\"N\":[\"2\"]}}}}}}}}' }}] }}\n"
+    );
+    let esmd = Esmd::start(&moto, &function, &config);
+    eventually(
+        Duration::from_secs(20),
+        "the MODIFY",
+        Some(&esmd),
+        || async { !function.calls().is_empty() },
+    )
+    .await;
+    esmd.wait_for(
+        Duration::from_secs(10),
+        "checkpoint past the filtered REMOVE",
+        || {
+            let m = &esmd.mappings()["mappings"][0];
+            m["metrics"]["filtered_out_events"] == 2
+                && m["shards"].as_object().is_some_and(|s| {
+                    s.values()
+                        .all(|v| v["outstanding_records"] == 0 && v["checkpoint"].is_string())
+                })
+        },
+    );
+    let records: Vec<Value> = function
+        .calls()
+        .iter()
+        .flat_map(|c| c.records().clone())
+        .collect();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["eventName"], "MODIFY");
+}

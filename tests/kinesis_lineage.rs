@@ -1,0 +1,237 @@
+//! Resharding against kinesis-local (the Kinesis engine LocalStack uses; npm `kinesis-local`),
+//! which, unlike moto, ends a closed shard with a null `NextShardIterator` and `ChildShards`
+//! and routes new records to the children. `scripts/test.sh` installs it under `.ci/node`.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use common::*;
+
+struct KinesisLocal {
+    child: Child,
+    endpoint: String,
+}
+
+impl Drop for KinesisLocal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn kinesis_local_dir() -> PathBuf {
+    std::env::var_os("KINESIS_LOCAL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".ci/node/node_modules/kinesis-local")
+        })
+}
+
+impl KinesisLocal {
+    fn start() -> KinesisLocal {
+        let dir = kinesis_local_dir();
+        assert!(
+            dir.join("main.js").exists(),
+            "kinesis-local is not installed at {}; run ./scripts/test.sh (it installs it with npm)",
+            dir.display()
+        );
+        let port = free_port();
+        let tls = free_port();
+        let child = Command::new("node")
+            .arg("main.js")
+            .current_dir(&dir)
+            .env("KINESIS_MOCK_PLAIN_PORT", port.to_string())
+            .env("KINESIS_MOCK_TLS_PORT", tls.to_string())
+            .env("SHARD_LIMIT", "50")
+            .env("CREATE_STREAM_DURATION", "100ms")
+            .env("UPDATE_SHARD_COUNT_DURATION", "100ms")
+            .env("SPLIT_SHARD_DURATION", "100ms")
+            .env("MERGE_SHARDS_DURATION", "100ms")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start kinesis-local (node)");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        for _ in 0..150 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return KinesisLocal { child, endpoint };
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("kinesis-local did not start");
+    }
+}
+
+async fn wait_active(client: &aws_sdk_kinesis::Client, name: &str) -> String {
+    for _ in 0..100 {
+        let d = client
+            .describe_stream_summary()
+            .stream_name(name)
+            .send()
+            .await
+            .unwrap();
+        let s = d.stream_description_summary().unwrap();
+        if s.stream_status().as_str() == "ACTIVE" {
+            return s.stream_arn().to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("stream not active");
+}
+
+async fn put(client: &aws_sdk_kinesis::Client, key: &str, data: &str) {
+    client
+        .put_record()
+        .stream_name("reshard")
+        .partition_key(key)
+        .data(aws_sdk_kinesis::primitives::Blob::new(
+            data.as_bytes().to_vec(),
+        ))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// (shard id, data) of every delivered record, in delivery order.
+fn delivered(function: &FunctionServer) -> Vec<(String, String)> {
+    function
+        .calls()
+        .iter()
+        .flat_map(|c| {
+            c.records()
+                .iter()
+                .map(|r| {
+                    let shard = r["eventID"]
+                        .as_str()
+                        .unwrap()
+                        .split(':')
+                        .next()
+                        .unwrap()
+                        .to_string();
+                    let data = base64::engine::general_purpose::STANDARD
+                        .decode(r["kinesis"]["data"].as_str().unwrap())
+                        .unwrap();
+                    (shard, String::from_utf8(data).unwrap())
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_and_merge_read_parents_to_the_end_before_children() {
+    let kl = KinesisLocal::start();
+    let client = aws_sdk_kinesis::Client::new(&sdk_config(&kl.endpoint).await);
+    client
+        .create_stream()
+        .stream_name("reshard")
+        .shard_count(1)
+        .send()
+        .await
+        .unwrap();
+    let arn = wait_active(&client, "reshard").await;
+    let keys = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"];
+    for (i, k) in keys.iter().enumerate() {
+        put(&client, k, &format!("parent-{i}")).await;
+    }
+    let function = FunctionServer::start(|_, _| Reply::ok(""));
+    let config = format!(
+        "[[mapping]]\nevent_source_arn = \"{arn}\"\nfunction_name = \"f\"\nstarting_position = \"TRIM_HORIZON\"\n"
+    );
+    let esmd = Esmd::start_at(&kl.endpoint, &function, &config, &[]);
+    eventually(
+        Duration::from_secs(30),
+        "parent records",
+        Some(&esmd),
+        || async { delivered(&function).len() >= 6 },
+    )
+    .await;
+
+    client
+        .split_shard()
+        .stream_name("reshard")
+        .shard_to_split("shardId-000000000000")
+        .new_starting_hash_key("170141183460469231731687303715884105728")
+        .send()
+        .await
+        .unwrap();
+    wait_active(&client, "reshard").await;
+    for (i, k) in keys.iter().enumerate() {
+        put(&client, k, &format!("child-{i}")).await;
+    }
+    eventually(
+        Duration::from_secs(40),
+        "children's records",
+        Some(&esmd),
+        || async { delivered(&function).len() >= 12 },
+    )
+    .await;
+
+    client
+        .merge_shards()
+        .stream_name("reshard")
+        .shard_to_merge("shardId-000000000001")
+        .adjacent_shard_to_merge("shardId-000000000002")
+        .send()
+        .await
+        .unwrap();
+    wait_active(&client, "reshard").await;
+    for (i, k) in keys.iter().enumerate() {
+        put(&client, k, &format!("merged-{i}")).await;
+    }
+    eventually(
+        Duration::from_secs(40),
+        "merged shard's records",
+        Some(&esmd),
+        || async { delivered(&function).len() >= 18 },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let all = delivered(&function);
+    assert_eq!(all.len(), 18, "each record once: {all:?}");
+    let position = |shard: &str, first: bool| {
+        let mut it = all
+            .iter()
+            .enumerate()
+            .filter(|(_, (s, _))| s == shard)
+            .map(|(i, _)| i);
+        if first {
+            it.next()
+        } else {
+            it.last()
+        }
+    };
+    let parent_last = position("shardId-000000000000", false).unwrap();
+    for child in ["shardId-000000000001", "shardId-000000000002"] {
+        let first = position(child, true).expect("child delivered");
+        assert!(
+            first > parent_last,
+            "{child} started after the parent ended"
+        );
+    }
+    let merged_first = position("shardId-000000000003", true).expect("merged shard delivered");
+    for parent in ["shardId-000000000001", "shardId-000000000002"] {
+        assert!(
+            merged_first > position(parent, false).unwrap(),
+            "merge child after {parent}"
+        );
+    }
+    for (shard, data) in &all {
+        let expected = match shard.as_str() {
+            "shardId-000000000000" => "parent-",
+            "shardId-000000000003" => "merged-",
+            _ => "child-",
+        };
+        assert!(data.starts_with(expected), "{shard} carried {data}");
+    }
+    let logs = esmd.logs();
+    assert!(
+        logs.contains("null NextShardIterator"),
+        "ended by the real signal"
+    );
+}
