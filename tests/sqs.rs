@@ -700,3 +700,40 @@ async fn filtered_out_messages_are_deleted_without_invoking() {
     assert_eq!(esmd.metric("esmd_filtered_out_events_total", &uuid), 2);
     assert_eq!(esmd.metric("esmd_deleted_events_total", &uuid), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_backoff_shortens_and_grows_the_wait_and_still_redrives_to_the_dlq() {
+    let moto = Moto::start();
+    // A 60 s visibility timeout: without the backoff, three attempts would take 2 minutes.
+    let (queue, dlq) = Queue::with_dlq(&moto, "backoff", 60, 3).await;
+    let function = FunctionServer::start(|_, _| Reply::function_error());
+    let esmd = Esmd::start(
+        &moto,
+        &function,
+        &mapping(
+            &queue.arn,
+            "esmd_retry_backoff = { base_seconds = 2, max_seconds = 8 }",
+        ),
+    );
+    queue.send("retry-me").await;
+    eventually(
+        Duration::from_secs(40),
+        "message in the DLQ",
+        Some(&esmd),
+        || async { dlq.peek_bodies().await.contains(&"retry-me".to_string()) },
+    )
+    .await;
+    let calls = function.calls();
+    assert_eq!(calls.len(), 3, "maxReceiveCount still decides");
+    let gap1 = calls[1].started - calls[0].started;
+    let gap2 = calls[2].started - calls[1].started;
+    // Receive 1 waits 1-2 s, receive 2 waits 2-4 s (equal jitter on 2 s × 2^(n-1)).
+    assert!(
+        gap1 >= Duration::from_millis(900) && gap1 < Duration::from_secs(10),
+        "{gap1:?}"
+    );
+    assert!(
+        gap2 >= Duration::from_millis(1900) && gap2 < Duration::from_secs(12),
+        "{gap2:?}"
+    );
+}

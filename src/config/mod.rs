@@ -87,7 +87,20 @@ pub struct SqsSettings {
     /// `scaling_config.maximum_concurrency`; `None` means esmd's default
     /// ([`DEFAULT_SQS_MAXIMUM_CONCURRENCY`]).
     pub maximum_concurrency: Option<usize>,
+    /// `esmd_retry_backoff`: failed messages become visible again after
+    /// base × 2^(receive count − 1), capped, instead of the queue's visibility timeout.
+    pub retry_backoff: Option<RetryBackoff>,
 }
+
+/// esmd's exponential backoff for failed SQS messages (not an AWS feature).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryBackoff {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+/// SQS's longest visibility timeout: 12 hours.
+pub const SQS_MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
 
 /// The concurrency ceiling of an SQS mapping without `scaling_config`. AWS's own ceiling is
 /// 1,250 concurrent invocations; a self-hosted daemon usually shares a host with its function,

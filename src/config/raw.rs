@@ -63,11 +63,20 @@ pub struct RawMapping {
     pub maximum_record_age_in_seconds: Option<i64>,
     pub destination_config: Option<RawDestinationConfig>,
     pub tumbling_window_in_seconds: Option<i64>,
+    /// esmd's own extension (SQS only): exponential backoff for failed messages.
+    pub esmd_retry_backoff: Option<RawRetryBackoff>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetryBackoff {
+    pub base_seconds: Option<i64>,
+    pub max_seconds: Option<i64>,
 }
 
 impl RawMapping {
     /// Every top-level mapping field, for reporting unknown ones individually.
-    pub const FIELDS: [&'static str; 17] = [
+    pub const FIELDS: [&'static str; 18] = [
         "uuid",
         "event_source_arn",
         "function_name",
@@ -85,6 +94,7 @@ impl RawMapping {
         "maximum_record_age_in_seconds",
         "destination_config",
         "tumbling_window_in_seconds",
+        "esmd_retry_backoff",
     ];
 }
 

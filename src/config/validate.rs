@@ -333,11 +333,42 @@ fn validate_mapping(m: &RawMapping, p: &mut Problems<'_>) -> Option<MappingConfi
                 .map(|c| {
                     p.int_in("scaling_config.maximum_concurrency", Some(c), 2, 2..=1000) as usize
                 });
+            let retry_backoff = m.esmd_retry_backoff.as_ref().map(|b| {
+                let base = p.int_in(
+                    "esmd_retry_backoff.base_seconds",
+                    b.base_seconds,
+                    10,
+                    1..=43_200,
+                );
+                let max = p.int_in(
+                    "esmd_retry_backoff.max_seconds",
+                    b.max_seconds,
+                    900,
+                    1..=43_200,
+                );
+                if max < base {
+                    p.push(
+                        "esmd_retry_backoff.max_seconds",
+                        format!("must be at least base_seconds ({base})"),
+                    );
+                }
+                super::RetryBackoff {
+                    base: std::time::Duration::from_secs(base as u64),
+                    max: std::time::Duration::from_secs(max.max(base) as u64),
+                }
+            });
             sqs = Some(SqsSettings {
                 maximum_concurrency,
+                retry_backoff,
             });
         }
         SourceKind::Kinesis | SourceKind::DynamoDbStreams => {
+            if m.esmd_retry_backoff.is_some() {
+                p.push(
+                    "esmd_retry_backoff",
+                    format!("is only supported for SQS mappings, not {kind}; streams use maximum_retry_attempts"),
+                );
+            }
             if m.scaling_config.is_some() {
                 p.push(
                     "scaling_config",

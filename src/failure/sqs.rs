@@ -91,6 +91,26 @@ pub fn decide(
     }
 }
 
+/// esmd's backoff for a failed SQS message: base × 2^(receive count − 1), capped at `max`
+/// and at SQS's 12-hour limit, with "equal jitter" (a uniform draw from the upper half), so
+/// retries of many messages spread out. `unit` in [0, 1) supplies the randomness.
+pub fn backoff_visibility(
+    backoff: &crate::config::RetryBackoff,
+    receive_count: u32,
+    unit: f64,
+) -> std::time::Duration {
+    let exp = receive_count.saturating_sub(1).min(32);
+    let full = backoff
+        .base
+        .saturating_mul(1u32 << exp.min(31))
+        .min(backoff.max)
+        .min(crate::config::SQS_MAX_VISIBILITY);
+    let half = full / 2;
+    let jittered = half + half.mul_f64(unit.clamp(0.0, 1.0));
+    // Whole seconds, as ChangeMessageVisibility takes; at least one.
+    std::time::Duration::from_secs(jittered.as_secs().max(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +200,40 @@ mod tests {
             decide(&throttle, false, &batch, false),
             SqsDisposition::KeepAll { .. }
         ));
+    }
+
+    #[test]
+    fn backoff_doubles_per_receive_and_stays_capped() {
+        use crate::config::RetryBackoff;
+        use std::time::Duration;
+        let b = RetryBackoff {
+            base: Duration::from_secs(10),
+            max: Duration::from_secs(100),
+        };
+        let top = |rc| backoff_visibility(&b, rc, 0.999_999);
+        assert_eq!(top(1), Duration::from_secs(9));
+        assert_eq!(top(2), Duration::from_secs(19));
+        assert_eq!(top(3), Duration::from_secs(39));
+        assert_eq!(top(10), Duration::from_secs(99));
+        assert_eq!(backoff_visibility(&b, 1, 0.0), Duration::from_secs(5));
+        let huge = RetryBackoff {
+            base: Duration::from_secs(43_200),
+            max: Duration::from_secs(43_200),
+        };
+        assert!(backoff_visibility(&huge, 40, 0.5) <= crate::config::SQS_MAX_VISIBILITY);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn backoff_is_within_half_and_full(base in 1u64..1000, max in 1u64..50_000, rc in 1u32..100, unit in 0.0f64..1.0) {
+            use crate::config::RetryBackoff;
+            use std::time::Duration;
+            let b = RetryBackoff { base: Duration::from_secs(base), max: Duration::from_secs(max.max(base)) };
+            let d = backoff_visibility(&b, rc, unit);
+            let full = (base.saturating_mul(1u64 << (rc - 1).min(31))).min(max.max(base)).min(43_200);
+            proptest::prop_assert!(d.as_secs() <= full.max(1));
+            proptest::prop_assert!(d.as_secs() >= (full / 2).max(1) - 1);
+        }
     }
 
     #[test]

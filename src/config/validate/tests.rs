@@ -271,3 +271,29 @@ fn bad_sections() {
     ));
     assert!(has(&problems("this is not toml"), "(file)"));
 }
+
+#[test]
+fn esmd_retry_backoff_is_sqs_only_and_bounded() {
+    let ok = "[[mapping]]\nevent_source_arn = \"arn:aws:sqs:us-east-1:123456789012:q\"\nfunction_name = \"f\"\nesmd_retry_backoff = { base_seconds = 5, max_seconds = 600 }\n";
+    let config = Config::parse(ok).unwrap();
+    let backoff = config.mappings[0]
+        .sqs
+        .as_ref()
+        .unwrap()
+        .retry_backoff
+        .unwrap();
+    assert_eq!(backoff.base, std::time::Duration::from_secs(5));
+    assert_eq!(backoff.max, std::time::Duration::from_secs(600));
+
+    let bad = "[[mapping]]\nevent_source_arn = \"arn:aws:sqs:us-east-1:123456789012:q\"\nfunction_name = \"f\"\nesmd_retry_backoff = { base_seconds = 50, max_seconds = 99999 }\n";
+    let p = problems(bad);
+    assert!(
+        p.iter()
+            .any(|p| p.field == "esmd_retry_backoff.max_seconds"),
+        "{p:?}"
+    );
+
+    let stream = "[[mapping]]\nevent_source_arn = \"arn:aws:kinesis:us-east-1:123456789012:stream/s\"\nfunction_name = \"f\"\nstarting_position = \"LATEST\"\nesmd_retry_backoff = { base_seconds = 5 }\n";
+    let p = problems(stream);
+    assert!(p.iter().any(|p| p.field == "esmd_retry_backoff"), "{p:?}");
+}

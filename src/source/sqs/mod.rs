@@ -576,6 +576,7 @@ impl SqsSource {
                     let to_delete: Vec<&Received> = delete.iter().map(|&i| &records[i]).collect();
                     self.delete_refs(queue, &to_delete).await;
                     let kept: Vec<&Received> = keep.iter().map(|&i| &records[i]).collect();
+                    self.back_off(queue, &kept).await;
                     self.await_fifo_retry(queue, &kept);
                 }
                 SqsDisposition::KeepAll { reason } => {
@@ -589,7 +590,11 @@ impl SqsSource {
                         reason: &reason,
                     }
                     .emit();
-                    self.await_fifo_retry(queue, &records.iter().collect::<Vec<_>>());
+                    let kept: Vec<&Received> = records.iter().collect();
+                    if !matches!(outcome, InvokeOutcome::Misconfigured { .. }) {
+                        self.back_off(queue, &kept).await;
+                    }
+                    self.await_fifo_retry(queue, &kept);
                 }
             }
             self.unclaim_fifo_groups(queue, &records);
@@ -709,6 +714,50 @@ impl SqsSource {
                 first_error: &format!("{}: {}", first.code, first.message),
             }
             .emit();
+        }
+    }
+
+    /// With `esmd_retry_backoff`, sets each failed message's visibility to the backoff for its
+    /// receive count instead of leaving it to the queue's visibility timeout. The receive
+    /// count still grows with every receive, so the redrive policy's `maxReceiveCount` decides
+    /// when a message reaches the DLQ, as without backoff.
+    async fn back_off(&self, queue: &Queue, kept: &[&Received]) {
+        let Some(backoff) = self.mapping.sqs.as_ref().and_then(|s| s.retry_backoff) else {
+            return;
+        };
+        if kept.is_empty() {
+            return;
+        }
+        let entries: Vec<(ReceiptRef<'_>, Duration)> = kept
+            .iter()
+            .map(|r| {
+                (
+                    ReceiptRef {
+                        receipt_handle: &r.message.receipt_handle,
+                    },
+                    crate::failure::sqs::backoff_visibility(
+                        &backoff,
+                        r.message.receive_count(),
+                        rand::random::<f64>(),
+                    ),
+                )
+            })
+            .collect();
+        match self.api.change_visibility(&queue.url, &entries).await {
+            Ok(failed) => {
+                if let Some(first) = failed.first() {
+                    BatchEntriesFailed {
+                        uuid: &self.mapping.uuid,
+                        operation: "ChangeMessageVisibilityBatch",
+                        failed: failed.len(),
+                        first_error: &format!("{}: {}", first.code, first.message),
+                    }
+                    .emit();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(mapping = %self.mapping.uuid, error = %e, "could not set retry backoff; messages return after the visibility timeout");
+            }
         }
     }
 
