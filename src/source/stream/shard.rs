@@ -640,4 +640,122 @@ mod tests {
             Some(SequenceNumber::parse("10").unwrap())
         );
     }
+
+    /// An open shard that returns `per_read` new records on every read.
+    struct Endless {
+        per_read: usize,
+        reads: Mutex<usize>,
+    }
+
+    impl StreamApi for Endless {
+        fn list_shards(&self) -> BoxFuture<'_, Result<Vec<ShardInfo>, StreamError>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn shard_iterator<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a IteratorPosition,
+        ) -> BoxFuture<'a, Result<String, StreamError>> {
+            Box::pin(async { Ok("it".to_string()) })
+        }
+        fn get_records<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: usize,
+        ) -> BoxFuture<'a, Result<ReadBatch, StreamError>> {
+            let n = {
+                let mut reads = self.reads.lock().unwrap();
+                *reads += 1;
+                *reads
+            };
+            let records = (0..self.per_read).map(|i| record(n * 10 + i)).collect();
+            Box::pin(async move {
+                Ok(ReadBatch {
+                    records,
+                    next_iterator: Some("it".into()),
+                    millis_behind_latest: None,
+                    ..Default::default()
+                })
+            })
+        }
+    }
+
+    async fn reads_in(per_read: usize, window: Duration) -> usize {
+        let text = "[[mapping]]\nevent_source_arn = \"arn:aws:kinesis:us-east-1:1:stream/s\"\nfunction_name = \"f\"\nstarting_position = \"TRIM_HORIZON\"\n";
+        let mapping = Arc::new(
+            crate::config::Config::parse(text)
+                .unwrap()
+                .mappings
+                .remove(0),
+        );
+        let status = Arc::new(MappingStatus::new(&mapping));
+        let api = Arc::new(Endless {
+            per_read,
+            reads: Mutex::new(0),
+        });
+        let store = Arc::new(SqliteStore::in_memory().unwrap());
+        let shutdown = Shutdown::default();
+        let ctx = Arc::new(ShardContext {
+            uuid: mapping.uuid.clone(),
+            api: api.clone(),
+            store: store.clone(),
+            processor: Arc::new(Processor {
+                mapping: Arc::clone(&mapping),
+                kind: StreamKind::Kinesis,
+                function_arn: "f".into(),
+                invoker: Arc::new(Collect(Mutex::new(Vec::new()))),
+                destinations: Arc::new(NoDestination),
+                status: Arc::clone(&status),
+                shutdown: shutdown.clone(),
+                delays: RetryDelays::IMMEDIATE,
+            }),
+            filters: Arc::new(FilterSet::default()),
+            filter_view: crate::payload::kinesis::filter_view,
+            limits: BatchLimits::for_mapping(&mapping),
+            lanes: 1,
+            pacing: ReadPacing::KINESIS,
+            shutdown: shutdown.clone(),
+            status,
+            views: Default::default(),
+            closed: Default::default(),
+        });
+        let (lease, _) = store
+            .acquire(&mapping.uuid, "shard-0")
+            .await
+            .unwrap()
+            .unwrap();
+        let shard = ShardInfo {
+            shard_id: "shard-0".into(),
+            parent_shard_id: None,
+            adjacent_parent_shard_id: None,
+            ending_sequence_number: None,
+        };
+        let worker = tokio::spawn(run_shard(
+            ctx,
+            shard,
+            lease,
+            None,
+            IteratorPosition::TrimHorizon,
+        ));
+        tokio::time::sleep(window).await;
+        shutdown.stop_receiving.cancel();
+        assert_eq!(worker.await.unwrap(), ShardOutcome::Stopped);
+        let n = *api.reads.lock().unwrap();
+        n
+    }
+
+    #[tokio::test]
+    async fn kinesis_reads_stay_under_five_per_second_and_slow_to_one_when_caught_up() {
+        let busy = reads_in(1, Duration::from_millis(2100)).await;
+        assert!(
+            (8..=11).contains(&busy),
+            "{busy} reads in 2.1 s while behind"
+        );
+        let idle = reads_in(0, Duration::from_millis(2100)).await;
+        assert!(
+            (2..=3).contains(&idle),
+            "{idle} reads in 2.1 s when caught up"
+        );
+    }
 }
