@@ -745,19 +745,24 @@ impl SqsSource {
             .collect();
         match self.api.change_visibility(&queue.url, &entries).await {
             Ok(failed) => {
-                if let Some(first) = failed.first() {
-                    BatchEntriesFailed {
-                        uuid: &self.mapping.uuid,
-                        operation: "ChangeMessageVisibilityBatch",
-                        failed: failed.len(),
-                        first_error: &format!("{}: {}", first.code, first.message),
-                    }
-                    .emit();
-                }
+                self.report_failed_entries("ChangeMessageVisibilityBatch", &failed);
             }
             Err(e) => {
                 tracing::warn!(mapping = %self.mapping.uuid, error = %e, "could not set retry backoff; messages return after the visibility timeout");
             }
+        }
+    }
+
+    /// Logs the entries of a batch call that SQS refused.
+    fn report_failed_entries(&self, operation: &str, failed: &[client::FailedEntry]) {
+        if let Some(first) = failed.first() {
+            BatchEntriesFailed {
+                uuid: &self.mapping.uuid,
+                operation,
+                failed: failed.len(),
+                first_error: &format!("{}: {}", first.code, first.message),
+            }
+            .emit();
         }
     }
 
@@ -780,15 +785,7 @@ impl SqsSource {
         match self.api.change_visibility(&queue.url, &entries).await {
             Ok(failed) => {
                 MappingMetrics::add(&self.status.metrics.released, records.len() - failed.len());
-                if let Some(first) = failed.first() {
-                    BatchEntriesFailed {
-                        uuid: &self.mapping.uuid,
-                        operation: "ChangeMessageVisibilityBatch",
-                        failed: failed.len(),
-                        first_error: &format!("{}: {}", first.code, first.message),
-                    }
-                    .emit();
-                }
+                self.report_failed_entries("ChangeMessageVisibilityBatch", &failed);
             }
             Err(e) => {
                 tracing::warn!(mapping = %self.mapping.uuid, error = %e, "could not release messages; they return after the visibility timeout");
