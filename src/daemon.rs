@@ -202,19 +202,6 @@ fn start_mapping(
             })?;
             tracker.spawn(Arc::new(source).run());
         }
-        SourceKind::Kinesis | SourceKind::DynamoDbStreams
-            if mapping
-                .stream
-                .as_ref()
-                .is_some_and(|s| s.tumbling_window.is_some()) =>
-        {
-            // Refused loudly rather than run without the window semantics the function
-            // expects (state, isFinalInvokeForWindow).
-            let message = "tumbling_window_in_seconds is not supported by this build yet; \
-                           remove it or set it to 0";
-            status.set_error(message);
-            tracing::error!(mapping = %mapping.uuid, field = "tumbling_window_in_seconds", "{message}");
-        }
         SourceKind::Kinesis | SourceKind::DynamoDbStreams => {
             let missing = |what: &str| DaemonError::Mapping {
                 uuid: mapping.uuid.clone(),

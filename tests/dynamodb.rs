@@ -206,3 +206,70 @@ async fn filters_see_typed_images_and_filtered_records_are_checkpointed() {
     assert_eq!(records.len(), 1);
     assert_eq!(records[0]["eventName"], "MODIFY");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tumbling_windows_carry_state_and_close_with_a_final_invocation() {
+    let moto = Moto::start();
+    let client = aws_sdk_dynamodb::Client::new(&sdk_config(&moto.endpoint).await);
+    let arn = table_with_stream(&client, "windowed", StreamViewType::NewImage).await;
+    let function = FunctionServer::start(|call, _| {
+        let seen = call.event["state"]["items"].as_u64().unwrap_or(0);
+        let items = seen + call.records().len() as u64;
+        Reply::ok(serde_json::json!({"state": {"items": items}}).to_string())
+    });
+    let config = format!(
+        "[[mapping]]\nevent_source_arn = \"{arn}\"\nfunction_name = \"f\"\nstarting_position = \"TRIM_HORIZON\"\n\
+         batch_size = 1\ntumbling_window_in_seconds = 4\n"
+    );
+    let esmd = Esmd::start(&moto, &function, &config);
+    // Start just after a window boundary so that the three writes share a window.
+    loop {
+        let ms = chrono::Utc::now().timestamp_millis() % 4000;
+        if ms < 300 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(4000 - ms as u64 + 20)).await;
+    }
+    for id in ["a", "b", "c"] {
+        client
+            .put_item()
+            .table_name("windowed")
+            .item("id", AttributeValue::S(id.into()))
+            .send()
+            .await
+            .unwrap();
+    }
+    eventually(
+        Duration::from_secs(30),
+        "the final invocation",
+        Some(&esmd),
+        || async {
+            function
+                .calls()
+                .iter()
+                .any(|c| c.event["isFinalInvokeForWindow"] == true)
+        },
+    )
+    .await;
+    let calls = function.calls();
+    let states: Vec<u64> = calls
+        .iter()
+        .map(|c| c.event["state"]["items"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(
+        states,
+        vec![0, 1, 2, 3],
+        "state carried, then handed to the final call"
+    );
+    let last = calls.last().unwrap();
+    assert_eq!(last.event["isFinalInvokeForWindow"], true);
+    assert!(last.records().is_empty());
+    for call in &calls {
+        assert_eq!(call.event["eventSourceARN"], arn.as_str());
+        assert_eq!(call.event["window"], last.event["window"]);
+        assert!(call.event["shardId"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()));
+    }
+    assert_eq!(calls[0].records()[0]["eventName"], "INSERT");
+}

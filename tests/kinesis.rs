@@ -598,3 +598,171 @@ async fn records_older_than_the_maximum_age_are_reported_without_a_response_cont
     assert!(record.get("responseContext").is_none(), "{record}");
     assert!(function.calls().len() >= 2, "retried until the age passed");
 }
+
+/// Waits until a tumbling window of `secs` has just begun, so a short test stays inside it.
+async fn at_window_start(secs: i64) {
+    loop {
+        let ms = chrono::Utc::now().timestamp_millis() % (secs * 1000);
+        if ms < 300 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis((secs * 1000 - ms) as u64 + 20)).await;
+    }
+}
+
+fn state_count(call: &Invocation) -> u64 {
+    call.event["state"]["count"].as_u64().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tumbling_windows_carry_state_across_invocations_and_restarts_then_close() {
+    let moto = Moto::start();
+    let client = kinesis(&moto.endpoint).await;
+    create_stream(&client, "windowed", 1).await;
+    // A function that counts the records of its window.
+    let function = FunctionServer::start(|call, _| {
+        let count = state_count(call) + call.records().len() as u64;
+        Reply::ok(
+            serde_json::json!({"state": {"count": count}, "batchItemFailures": []}).to_string(),
+        )
+    });
+    let mut esmd = Esmd::start(
+        &moto,
+        &function,
+        &mapping(
+            "windowed",
+            "batch_size = 2\ntumbling_window_in_seconds = 15\nparallelization_factor = 3",
+        ),
+    );
+    let records = |calls: &[Invocation]| calls.iter().map(|c| c.records().len()).sum::<usize>();
+
+    at_window_start(15).await;
+    for i in 0..3 {
+        put(&client, "windowed", "k", &format!("r{i}")).await;
+    }
+    eventually(
+        Duration::from_secs(20),
+        "3 records",
+        Some(&esmd),
+        || async { records(&function.calls()) >= 3 },
+    )
+    .await;
+    // Restart inside the window: the state the last batch returned is resumed.
+    assert!(esmd.terminate(Duration::from_secs(15)).success());
+    esmd.restart();
+    for i in 3..5 {
+        put(&client, "windowed", "k", &format!("r{i}")).await;
+    }
+    eventually(
+        Duration::from_secs(40),
+        "the final invocation",
+        Some(&esmd),
+        || async {
+            function
+                .calls()
+                .iter()
+                .any(|c| c.event["isFinalInvokeForWindow"] == true)
+        },
+    )
+    .await;
+    put(&client, "windowed", "k", "r5").await;
+    eventually(
+        Duration::from_secs(20),
+        "r5 in a new window",
+        Some(&esmd),
+        || async { delivered(&function).contains(&"r5".to_string()) },
+    )
+    .await;
+
+    let calls = function.calls();
+    let final_at = calls
+        .iter()
+        .position(|c| c.event["isFinalInvokeForWindow"] == true)
+        .unwrap();
+    let (window, rest) = calls.split_at(final_at);
+    let last = &rest[0];
+    // Every invocation of the window: same bounds, and the state of all records before it.
+    let mut seen = 0u64;
+    for call in window {
+        assert_eq!(
+            call.event["window"], last.event["window"],
+            "{:?}",
+            call.event
+        );
+        assert_eq!(state_count(call), seen, "state carried: {:?}", call.event);
+        assert_eq!(call.event["isWindowTerminatedEarly"], false);
+        assert_eq!(call.event["shardId"], "shardId-000000000000");
+        assert_eq!(
+            call.event["eventSourceARN"],
+            stream_arn("windowed").as_str()
+        );
+        seen += call.records().len() as u64;
+    }
+    assert_eq!(seen, 5, "r0..r4 once each, across the restart");
+    assert_eq!(
+        window
+            .iter()
+            .flat_map(|c| c.records().iter().map(data_of))
+            .collect::<Vec<_>>(),
+        (0..5).map(|i| format!("r{i}")).collect::<Vec<_>>()
+    );
+    // The final invocation: no records, the whole window's state.
+    assert!(last.records().is_empty());
+    assert_eq!(state_count(last), 5);
+    let start =
+        chrono::DateTime::parse_from_rfc3339(last.event["window"]["start"].as_str().unwrap())
+            .unwrap();
+    let end = chrono::DateTime::parse_from_rfc3339(last.event["window"]["end"].as_str().unwrap())
+        .unwrap();
+    assert_eq!((end - start).num_seconds(), 15);
+    assert_eq!(start.timestamp() % 15, 0);
+    // The next window starts fresh.
+    let next = rest
+        .iter()
+        .find(|c| c.records().iter().any(|r| data_of(r) == "r5"))
+        .unwrap();
+    assert_eq!(next.event["state"], serde_json::json!({}));
+    let next_start =
+        chrono::DateTime::parse_from_rfc3339(next.event["window"]["start"].as_str().unwrap())
+            .unwrap();
+    assert!(next_start >= end);
+    assert_eq!(next.event["isFinalInvokeForWindow"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_windowed_response_without_state_fails_the_batch() {
+    let moto = Moto::start();
+    let client = kinesis(&moto.endpoint).await;
+    create_stream(&client, "stateless", 1).await;
+    // The first answer lacks `state`: AWS counts that as a failed invocation and retries.
+    let function = FunctionServer::start(|call, n| {
+        if n == 0 {
+            Reply::ok(r#"{"batchItemFailures":[]}"#)
+        } else {
+            let count = state_count(call) + call.records().len() as u64;
+            Reply::ok(serde_json::json!({"state": {"count": count}}).to_string())
+        }
+    });
+    let esmd = Esmd::start(
+        &moto,
+        &function,
+        &mapping("stateless", "tumbling_window_in_seconds = 900"),
+    );
+    put(&client, "stateless", "k", "r0").await;
+    eventually(Duration::from_secs(20), "a retry", Some(&esmd), || async {
+        function.calls().len() >= 2
+    })
+    .await;
+    let calls = function.calls();
+    assert_eq!(calls[0].records().len(), 1);
+    assert_eq!(calls[1].records().len(), 1, "the same record again");
+    assert_eq!(
+        calls[1].event["state"],
+        serde_json::json!({}),
+        "no state taken from a refused answer"
+    );
+    assert!(
+        esmd.logs().contains("must contain a `state` object"),
+        "the refusal is logged"
+    );
+}

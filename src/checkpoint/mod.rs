@@ -63,7 +63,7 @@ impl ShardStatus {
 }
 
 /// One shard's stored state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ShardCheckpoint {
     pub shard_id: String,
     /// The last sequence number whose records (and all before it) are done.
@@ -71,6 +71,17 @@ pub struct ShardCheckpoint {
     pub status: ShardStatus,
     /// When the row last changed (RFC 3339).
     pub updated_at: String,
+    /// The open tumbling window and its state, for mappings that use windows.
+    pub window: Option<WindowState>,
+}
+
+/// A shard's open tumbling window: its bounds and the state the function last returned. It is
+/// stored with the checkpoint so that a restart inside a window resumes the same state.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct WindowState {
+    pub start: chrono::DateTime<chrono::Utc>,
+    pub end: chrono::DateTime<chrono::Utc>,
+    pub state: serde_json::Value,
 }
 
 /// The right to write one shard's checkpoint.
@@ -148,6 +159,16 @@ pub trait CheckpointStore: Send + Sync {
         &'a self,
         lease: &'a ShardLease,
         sequence_number: &'a SequenceNumber,
+    ) -> BoxFuture<'a, Result<(), CheckpointError>>;
+
+    /// Replaces the shard's tumbling-window state (`None` closes the window) and, when given,
+    /// moves the checkpoint forward, in one durable write: a restart never sees a checkpoint
+    /// past records whose effect on the state was lost.
+    fn save_window<'a>(
+        &'a self,
+        lease: &'a ShardLease,
+        sequence_number: Option<&'a SequenceNumber>,
+        window: Option<&'a WindowState>,
     ) -> BoxFuture<'a, Result<(), CheckpointError>>;
 
     /// Marks the shard `ended` (or `skipped`), which lets its children start.

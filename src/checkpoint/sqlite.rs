@@ -9,6 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
     CheckpointError, CheckpointStore, SequenceNumber, ShardCheckpoint, ShardLease, ShardStatus,
+    WindowState,
 };
 
 const SCHEMA: &str = "
@@ -25,6 +26,7 @@ CREATE TABLE IF NOT EXISTS shards (
     owner TEXT,
     lease_counter INTEGER NOT NULL DEFAULT 0,
     updated_at TEXT NOT NULL,
+    window TEXT,
     PRIMARY KEY (mapping_uuid, shard_id)
 );
 ";
@@ -77,6 +79,19 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(storage)?;
         conn.execute_batch(SCHEMA).map_err(storage)?;
+        // Stores written before tumbling windows lack the `window` column.
+        let has_window: bool = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('shards') WHERE name = 'window'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(storage)?
+            > 0;
+        if !has_window {
+            conn.execute_batch("ALTER TABLE shards ADD COLUMN window TEXT")
+                .map_err(storage)?;
+        }
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
@@ -127,44 +142,127 @@ impl SqliteStore {
 fn read_shards(conn: &Connection, uuid: &str) -> Result<Vec<ShardCheckpoint>, CheckpointError> {
     let mut stmt = conn
         .prepare(
-            "SELECT shard_id, sequence_number, status, updated_at FROM shards \
+            "SELECT shard_id, sequence_number, status, updated_at, window FROM shards \
              WHERE mapping_uuid = ?1 ORDER BY shard_id",
         )
         .map_err(storage)?;
     let rows = stmt
         .query_map([uuid], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Option<String>>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-            ))
+            Ok(Row {
+                shard_id: r.get(0)?,
+                seq: r.get(1)?,
+                status: r.get(2)?,
+                updated_at: r.get(3)?,
+                window: r.get(4)?,
+            })
         })
         .map_err(storage)?;
     let mut out = Vec::new();
     for row in rows {
-        let (shard_id, seq, status, updated_at) = row.map_err(storage)?;
-        out.push(to_checkpoint(shard_id, seq, &status, updated_at)?);
+        out.push(row.map_err(storage)?.into_checkpoint()?);
     }
     Ok(out)
 }
 
-fn to_checkpoint(
+/// One `shards` row as stored.
+struct Row {
     shard_id: String,
     seq: Option<String>,
-    status: &str,
+    status: String,
     updated_at: String,
-) -> Result<ShardCheckpoint, CheckpointError> {
-    Ok(ShardCheckpoint {
-        sequence_number: seq
+    window: Option<String>,
+}
+
+impl Row {
+    fn into_checkpoint(self) -> Result<ShardCheckpoint, CheckpointError> {
+        let shard_id = self.shard_id;
+        Ok(ShardCheckpoint {
+            sequence_number: self
+                .seq
+                .map(SequenceNumber::parse)
+                .transpose()
+                .map_err(|e| storage(format!("shard {shard_id}: {e}")))?,
+            status: ShardStatus::parse(&self.status).ok_or_else(|| {
+                storage(format!(
+                    "shard {shard_id}: unknown status `{}`",
+                    self.status
+                ))
+            })?,
+            window: self
+                .window
+                .map(|w| serde_json::from_str::<WindowState>(&w))
+                .transpose()
+                .map_err(|e| storage(format!("shard {shard_id}: stored window: {e}")))?,
+            shard_id,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// Checks the lease and, when `proposed` is given, that it does not move backwards; then
+/// writes the checkpoint (and the window, when `window` is `Some`).
+fn write_checkpoint(
+    conn: &mut Connection,
+    lease: &ShardLease,
+    proposed: Option<&SequenceNumber>,
+    window: Option<Option<&WindowState>>,
+) -> Result<(), CheckpointError> {
+    let tx = conn.transaction().map_err(storage)?;
+    let row: Option<(Option<String>, Option<String>, i64)> = tx
+        .query_row(
+            "SELECT sequence_number, owner, lease_counter FROM shards \
+             WHERE mapping_uuid = ?1 AND shard_id = ?2",
+            params![lease.mapping_uuid, lease.shard_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(storage)?;
+    let Some((current, owner, counter)) = row else {
+        return Err(CheckpointError::LeaseLost {
+            shard_id: lease.shard_id.clone(),
+            owner: "nobody (the shard's state was reset)".into(),
+        });
+    };
+    if owner.as_deref() != Some(lease.owner.as_str()) || counter as u64 != lease.counter {
+        return Err(CheckpointError::LeaseLost {
+            shard_id: lease.shard_id.clone(),
+            owner: owner.unwrap_or_default(),
+        });
+    }
+    if let Some(proposed) = proposed {
+        if let Some(current) = current
             .map(SequenceNumber::parse)
             .transpose()
-            .map_err(|e| storage(format!("shard {shard_id}: {e}")))?,
-        status: ShardStatus::parse(status)
-            .ok_or_else(|| storage(format!("shard {shard_id}: unknown status `{status}`")))?,
-        shard_id,
-        updated_at,
-    })
+            .map_err(storage)?
+        {
+            if *proposed < current {
+                return Err(CheckpointError::Backwards {
+                    shard_id: lease.shard_id.clone(),
+                    current,
+                    proposed: proposed.clone(),
+                });
+            }
+        }
+        tx.execute(
+            "UPDATE shards SET sequence_number = ?3, updated_at = ?4 \
+             WHERE mapping_uuid = ?1 AND shard_id = ?2",
+            params![lease.mapping_uuid, lease.shard_id, proposed.as_str(), now()],
+        )
+        .map_err(storage)?;
+    }
+    if let Some(window) = window {
+        let text = window
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(storage)?;
+        tx.execute(
+            "UPDATE shards SET window = ?3, updated_at = ?4 \
+             WHERE mapping_uuid = ?1 AND shard_id = ?2",
+            params![lease.mapping_uuid, lease.shard_id, text, now()],
+        )
+        .map_err(storage)?;
+    }
+    tx.commit().map_err(storage)
 }
 
 fn reset(conn: &mut Connection, uuid: &str) -> Result<usize, CheckpointError> {
@@ -246,16 +344,27 @@ impl CheckpointStore for SqliteStore {
                 params![uuid, shard, owner],
             )
             .map_err(storage)?;
-            let (seq, status, updated, counter): (Option<String>, String, String, i64) = tx
+            let (row, counter): (Row, i64) = tx
                 .query_row(
-                    "SELECT sequence_number, status, updated_at, lease_counter FROM shards \
-                     WHERE mapping_uuid = ?1 AND shard_id = ?2",
+                    "SELECT sequence_number, status, updated_at, window, lease_counter \
+                     FROM shards WHERE mapping_uuid = ?1 AND shard_id = ?2",
                     params![uuid, shard],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    |r| {
+                        Ok((
+                            Row {
+                                shard_id: shard.clone(),
+                                seq: r.get(0)?,
+                                status: r.get(1)?,
+                                updated_at: r.get(2)?,
+                                window: r.get(3)?,
+                            },
+                            r.get(4)?,
+                        ))
+                    },
                 )
                 .map_err(storage)?;
             tx.commit().map_err(storage)?;
-            let checkpoint = to_checkpoint(shard.clone(), seq, &status, updated)?;
+            let checkpoint = row.into_checkpoint()?;
             Ok(Some((
                 ShardLease {
                     mapping_uuid: uuid,
@@ -275,49 +384,20 @@ impl CheckpointStore for SqliteStore {
     ) -> BoxFuture<'a, Result<(), CheckpointError>> {
         let lease = lease.clone();
         let proposed = sequence_number.clone();
+        Box::pin(self.with(move |conn, _| write_checkpoint(conn, &lease, Some(&proposed), None)))
+    }
+
+    fn save_window<'a>(
+        &'a self,
+        lease: &'a ShardLease,
+        sequence_number: Option<&'a SequenceNumber>,
+        window: Option<&'a WindowState>,
+    ) -> BoxFuture<'a, Result<(), CheckpointError>> {
+        let lease = lease.clone();
+        let proposed = sequence_number.cloned();
+        let window = window.cloned();
         Box::pin(self.with(move |conn, _| {
-            let tx = conn.transaction().map_err(storage)?;
-            let row: Option<(Option<String>, Option<String>, i64)> = tx
-                .query_row(
-                    "SELECT sequence_number, owner, lease_counter FROM shards \
-                     WHERE mapping_uuid = ?1 AND shard_id = ?2",
-                    params![lease.mapping_uuid, lease.shard_id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()
-                .map_err(storage)?;
-            let Some((current, owner, counter)) = row else {
-                return Err(CheckpointError::LeaseLost {
-                    shard_id: lease.shard_id,
-                    owner: "nobody (the shard's state was reset)".into(),
-                });
-            };
-            if owner.as_deref() != Some(lease.owner.as_str()) || counter as u64 != lease.counter {
-                return Err(CheckpointError::LeaseLost {
-                    shard_id: lease.shard_id,
-                    owner: owner.unwrap_or_default(),
-                });
-            }
-            if let Some(current) = current
-                .map(SequenceNumber::parse)
-                .transpose()
-                .map_err(storage)?
-            {
-                if proposed < current {
-                    return Err(CheckpointError::Backwards {
-                        shard_id: lease.shard_id,
-                        current,
-                        proposed,
-                    });
-                }
-            }
-            tx.execute(
-                "UPDATE shards SET sequence_number = ?3, updated_at = ?4 \
-                 WHERE mapping_uuid = ?1 AND shard_id = ?2",
-                params![lease.mapping_uuid, lease.shard_id, proposed.as_str(), now()],
-            )
-            .map_err(storage)?;
-            tx.commit().map_err(storage)
+            write_checkpoint(conn, &lease, proposed.as_ref(), Some(window.as_ref()))
         }))
     }
 
@@ -399,6 +479,53 @@ mod tests {
         assert!(text.contains("arn:a") && text.contains("arn:b"), "{text}");
         assert_eq!(store.reset("m1").await.unwrap(), 0);
         store.bind_mapping("m1", "arn:b").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn window_state_is_stored_with_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("esmd.db");
+        let window = WindowState {
+            start: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            end: chrono::DateTime::from_timestamp(1_700_000_060, 0).unwrap(),
+            state: serde_json::json!({"count": 3, "keys": ["a"]}),
+        };
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            let (lease, _) = store.acquire("m", "s").await.unwrap().unwrap();
+            store
+                .save_window(&lease, Some(&seq("5")), Some(&window))
+                .await
+                .unwrap();
+            // A plain checkpoint leaves the window alone.
+            store.checkpoint(&lease, &seq("6")).await.unwrap();
+            let err = store
+                .save_window(&lease, Some(&seq("4")), None)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, CheckpointError::Backwards { .. }));
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let (lease, cp) = store.acquire("m", "s").await.unwrap().unwrap();
+        assert_eq!(cp.sequence_number, Some(seq("6")));
+        assert_eq!(cp.window, Some(window));
+        store.save_window(&lease, None, None).await.unwrap();
+        let (_, cp) = store.acquire("m", "s").await.unwrap().unwrap();
+        assert_eq!(cp.window, None);
+        assert_eq!(cp.sequence_number, Some(seq("6")));
+    }
+
+    #[test]
+    fn a_store_from_before_windows_gains_the_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(&SCHEMA.replace("    window TEXT,\n", ""))
+                .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert!(store.shards_blocking("m").unwrap().is_empty());
     }
 
     #[tokio::test]

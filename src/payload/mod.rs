@@ -10,6 +10,7 @@ pub mod dynamodb;
 pub mod kinesis;
 pub mod response;
 pub mod sqs;
+pub mod window;
 
 use serde_json::value::RawValue;
 
@@ -17,7 +18,7 @@ use serde_json::value::RawValue;
 pub type RecordJson = Box<RawValue>;
 
 const RECORDS_PREFIX: &[u8] = b"{\"Records\":[";
-const RECORDS_SUFFIX: &[u8] = b"]}";
+pub(crate) const RECORDS_SUFFIX: &[u8] = b"]}";
 
 /// Bytes the `{"Records":[…]}` wrapper adds to a batch of `count` records.
 pub fn envelope_overhead(count: usize) -> usize {

@@ -13,6 +13,7 @@
 pub mod api;
 pub mod process;
 pub mod shard;
+pub mod window;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -220,10 +221,11 @@ impl StreamSource {
             let worker_ctx = Arc::clone(ctx);
             let shard = shard.clone();
             let checkpoint = stored_now.sequence_number.or(checkpoint);
+            let window = stored_now.window;
             workers.spawn(async move {
                 let id = shard.shard_id.clone();
                 let outcome =
-                    shard::run_shard(worker_ctx, shard, lease, checkpoint, position).await;
+                    shard::run_shard(worker_ctx, shard, lease, checkpoint, position, window).await;
                 (id, outcome)
             });
         }

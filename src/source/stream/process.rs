@@ -24,6 +24,7 @@ use bytes::Bytes;
 use chrono::Utc;
 
 use super::api::StreamRecord;
+use crate::checkpoint::WindowState;
 use crate::config::{FailureDestination, MappingConfig};
 use crate::failure::destination::{
     Condition, Delivery, DestinationSender, FailedBatch, ResponseContext, StreamKind,
@@ -31,6 +32,7 @@ use crate::failure::destination::{
 use crate::failure::ErrorAction;
 use crate::payload::records_event;
 use crate::payload::response::{parse_batch_item_failures, resolve_identifiers, BatchItemFailures};
+use crate::payload::window::{response_state, window_event, WindowFields};
 use crate::source::sqs::Shutdown;
 use crate::target::{InvokeOutcome, Invoker};
 use crate::telemetry::events::{BatchBisected, BatchGivenUp, BatchInvoked, InvokeRetrying};
@@ -76,6 +78,17 @@ impl RetryDelays {
         )
     }
 }
+
+/// What a mapping without stream settings (never built by validation) falls back to.
+const NO_STREAM_SETTINGS: crate::config::StreamSettings = crate::config::StreamSettings {
+    starting_position: crate::config::StartingPosition::TrimHorizon,
+    parallelization_factor: 1,
+    bisect_batch_on_function_error: false,
+    maximum_retry_attempts: None,
+    maximum_record_age: None,
+    on_failure: None,
+    tumbling_window: None,
+};
 
 /// How a batch ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,19 +138,118 @@ impl Processor {
 
     /// Processes one batch of a shard, in order.
     pub async fn process(&self, shard_id: &str, records: &[StreamRecord]) -> Processed {
-        let settings =
-            self.mapping
-                .stream
-                .clone()
-                .unwrap_or_else(|| crate::config::StreamSettings {
-                    starting_position: crate::config::StartingPosition::TrimHorizon,
-                    parallelization_factor: 1,
-                    bisect_batch_on_function_error: false,
-                    maximum_retry_attempts: None,
-                    maximum_record_age: None,
-                    on_failure: None,
-                    tumbling_window: None,
-                });
+        self.run(shard_id, records, None).await
+    }
+
+    /// Processes one batch of a tumbling window: each invocation carries the window's state
+    /// and must return the next one, which replaces `window.state`.
+    pub async fn process_in_window(
+        &self,
+        shard_id: &str,
+        records: &[StreamRecord],
+        window: &mut WindowState,
+    ) -> Processed {
+        self.run(shard_id, records, Some(window)).await
+    }
+
+    fn window_fields<'a>(
+        &'a self,
+        shard_id: &'a str,
+        window: &'a WindowState,
+        is_final: bool,
+        terminated_early: bool,
+    ) -> WindowFields<'a> {
+        WindowFields {
+            window,
+            shard_id,
+            event_source_arn: self.mapping.source.arn(),
+            is_final,
+            terminated_early,
+        }
+    }
+
+    /// The final invocation of a window (`isFinalInvokeForWindow: true`, no records). AWS
+    /// stops the shard until it succeeds, so every failure is retried; only shutdown ends
+    /// the attempt (returns false), and the stored state makes a restart repeat it.
+    pub async fn close_window(
+        &self,
+        shard_id: &str,
+        window: &WindowState,
+        terminated_early: bool,
+    ) -> bool {
+        let payload = Bytes::from(window_event(
+            [],
+            &self.window_fields(shard_id, window, true, terminated_early),
+        ));
+        let metrics = &self.status.metrics;
+        let mut transient = RetryDelays::iter(self.delays.transient);
+        let mut error_state = RetryDelays::iter(self.delays.error_state);
+        let mut function = RetryDelays::iter(self.delays.function);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            MappingMetrics::add(&metrics.invocations, 1);
+            let started = Instant::now();
+            let outcome = tokio::select! {
+                o = self.invoker.invoke(&self.mapping.function_name, payload.clone()) => o,
+                _ = self.shutdown.abandon.cancelled() => return false,
+            };
+            let summary = outcome.summary();
+            BatchInvoked {
+                uuid: &self.mapping.uuid,
+                records: 0,
+                payload_bytes: payload.len(),
+                elapsed: started.elapsed(),
+                outcome: &summary,
+            }
+            .emit();
+            let delay = match (&outcome, outcome.action()) {
+                (InvokeOutcome::Returned { .. }, _) => {
+                    self.status.record_result("OK");
+                    return true;
+                }
+                (_, ErrorAction::StopMapping) => {
+                    self.status.set_error(format!(
+                        "function {}: {summary}",
+                        self.mapping.function_name
+                    ));
+                    error_state.next()
+                }
+                (
+                    InvokeOutcome::Throttled {
+                        retry_after: Some(after),
+                        ..
+                    },
+                    _,
+                ) => Some(*after),
+                (_, ErrorAction::Retry) => transient.next(),
+                _ => {
+                    MappingMetrics::add(&metrics.failed_invoke, 1);
+                    self.status.record_problem(summary.clone());
+                    function.next()
+                }
+            }
+            .unwrap_or(Duration::from_secs(1));
+            InvokeRetrying {
+                uuid: &self.mapping.uuid,
+                outcome: &summary,
+                attempt,
+                delay,
+            }
+            .emit();
+            if !self.sleep(delay).await {
+                return false;
+            }
+        }
+    }
+
+    async fn run(
+        &self,
+        shard_id: &str,
+        records: &[StreamRecord],
+        mut window: Option<&mut WindowState>,
+    ) -> Processed {
+        let settings = self.mapping.stream.as_ref().unwrap_or(&NO_STREAM_SETTINGS);
         let metrics = &self.status.metrics;
         let mut work = VecDeque::from([Span {
             start: 0,
@@ -184,7 +296,13 @@ impl Processor {
                 if self.shutdown.stop_receiving.is_cancelled() {
                     return interrupted(settled);
                 }
-                let payload = Bytes::from(records_event(slice.iter().map(|r| r.json.as_ref())));
+                let payload = Bytes::from(match window.as_deref() {
+                    Some(w) => window_event(
+                        slice.iter().map(|r| r.json.as_ref()),
+                        &self.window_fields(shard_id, w, false, false),
+                    ),
+                    None => records_event(slice.iter().map(|r| r.json.as_ref())),
+                });
                 span.invocations += 1;
                 metrics
                     .in_flight_batches
@@ -276,7 +394,7 @@ impl Processor {
                             status_code: 200,
                             function_error: None,
                         });
-                        self.answer(body, slice)
+                        self.answer(body, slice, window.as_deref_mut())
                     }
                     InvokeOutcome::FunctionError { kind, .. } => {
                         span.response = Some(ResponseContext {
@@ -373,8 +491,29 @@ impl Processor {
         .await
     }
 
-    /// Applies `ReportBatchItemFailures` to a returned body.
-    fn answer(&self, body: &[u8], slice: &[StreamRecord]) -> Answer {
+    /// Applies `ReportBatchItemFailures` to a returned body and, in a tumbling window, takes
+    /// the new state from it (a response without one fails the batch).
+    fn answer(
+        &self,
+        body: &[u8],
+        slice: &[StreamRecord],
+        window: Option<&mut WindowState>,
+    ) -> Answer {
+        let answer = self.batch_answer(body, slice);
+        if let Some(window) = window {
+            match response_state(body) {
+                Ok(state) if !matches!(answer, Answer::Failed) => window.state = state,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(mapping = %self.mapping.uuid, error = %e, "tumbling-window response refused");
+                    return Answer::Failed;
+                }
+            }
+        }
+        answer
+    }
+
+    fn batch_answer(&self, body: &[u8], slice: &[StreamRecord]) -> Answer {
         if !self.mapping.report_batch_item_failures {
             return Answer::AllDone;
         }

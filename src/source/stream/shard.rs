@@ -18,6 +18,7 @@ use super::process::Processor;
 use crate::batch::{Batch, BatchLimits, PushRejected};
 use crate::checkpoint::{
     CheckpointError, CheckpointStore, SequenceNumber, ShardLease, ShardStatus, Watermark,
+    WindowState,
 };
 use crate::failure::{error_state_backoff, transient_backoff, ErrorAction};
 use crate::filter::FilterSet;
@@ -81,21 +82,66 @@ pub enum ShardOutcome {
 }
 
 /// Shared between the reader and the lanes.
-struct Progress {
+pub(super) struct Progress {
     watermark: tokio::sync::Mutex<Watermark>,
     lease: ShardLease,
     failed: Mutex<Option<String>>,
+    /// When the last read that found the reader caught up was sent: every record that
+    /// arrived in the stream before this instant has been routed to a lane.
+    horizon: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
+    /// The reader reached the shard's end (not shutdown).
+    ended: std::sync::atomic::AtomicBool,
 }
 
 impl Progress {
     /// Marks records done and durably moves the checkpoint over the done prefix.
-    async fn settle(&self, ctx: &ShardContext, shard_id: &str, done: &[SequenceNumber]) {
+    pub(super) async fn settle(&self, ctx: &ShardContext, shard_id: &str, done: &[SequenceNumber]) {
+        self.write(ctx, shard_id, done, None).await
+    }
+
+    /// Like [`Progress::settle`], and replaces the shard's tumbling-window state in the same
+    /// write (`None` closes the window).
+    pub(super) async fn settle_window(
+        &self,
+        ctx: &ShardContext,
+        shard_id: &str,
+        done: &[SequenceNumber],
+        window: Option<&WindowState>,
+    ) {
+        self.write(ctx, shard_id, done, Some(window)).await
+    }
+
+    pub(super) fn horizon(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        *self.horizon.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn shard_ended(&self) -> bool {
+        self.ended.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn write(
+        &self,
+        ctx: &ShardContext,
+        shard_id: &str,
+        done: &[SequenceNumber],
+        window: Option<Option<&WindowState>>,
+    ) {
         let mut watermark = self.watermark.lock().await;
         for seq in done {
             watermark.complete(seq);
         }
-        if let Some(cp) = watermark.advance() {
-            match ctx.store.checkpoint(&self.lease, &cp).await {
+        let advanced = watermark.advance();
+        let written = match (window, &advanced) {
+            (Some(window), _) => Some(
+                ctx.store
+                    .save_window(&self.lease, advanced.as_ref(), window)
+                    .await,
+            ),
+            (None, Some(cp)) => Some(ctx.store.checkpoint(&self.lease, cp).await),
+            (None, None) => None,
+        };
+        if let Some(written) = written {
+            match written {
                 Ok(()) => {}
                 Err(e @ CheckpointError::Backwards { .. }) => {
                     tracing::error!(mapping = %ctx.uuid, shard = shard_id, error = %e, "refused a backwards checkpoint");
@@ -116,7 +162,7 @@ impl Progress {
         });
     }
 
-    fn failure(&self) -> Option<String> {
+    pub(super) fn failure(&self) -> Option<String> {
         self.failed
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -140,13 +186,22 @@ pub async fn run_shard(
     lease: ShardLease,
     checkpoint: Option<SequenceNumber>,
     start: IteratorPosition,
+    window: Option<WindowState>,
 ) -> ShardOutcome {
     let shard_id = shard.shard_id.clone();
     let progress = Arc::new(Progress {
         watermark: tokio::sync::Mutex::new(Watermark::new(checkpoint.clone())),
         lease,
         failed: Mutex::new(None),
+        horizon: Mutex::new(None),
+        ended: Default::default(),
     });
+    let tumbling = ctx
+        .processor
+        .mapping
+        .stream
+        .as_ref()
+        .and_then(|s| s.tumbling_window);
     ctx.update_view(&shard_id, |v| {
         v.status = "reading".into();
         v.checkpoint = checkpoint.as_ref().map(|s| s.to_string());
@@ -154,15 +209,29 @@ pub async fn run_shard(
 
     let mut senders = Vec::with_capacity(ctx.lanes);
     let mut lanes = tokio::task::JoinSet::new();
-    for _ in 0..ctx.lanes.max(1) {
+    if let Some(length) = tumbling {
+        // A window's state belongs to the whole shard, so windows use one lane.
         let (tx, rx) = mpsc::channel::<Vec<StreamRecord>>(4);
         senders.push(tx);
-        lanes.spawn(run_lane(
+        lanes.spawn(super::window::run_window_lane(
             Arc::clone(&ctx),
             shard_id.clone(),
             Arc::clone(&progress),
             rx,
+            length,
+            window,
         ));
+    } else {
+        for _ in 0..ctx.lanes.max(1) {
+            let (tx, rx) = mpsc::channel::<Vec<StreamRecord>>(4);
+            senders.push(tx);
+            lanes.spawn(run_lane(
+                Arc::clone(&ctx),
+                shard_id.clone(),
+                Arc::clone(&progress),
+                rx,
+            ));
+        }
     }
 
     let ended = read(&ctx, &shard, &progress, &senders, checkpoint, start).await;
@@ -219,6 +288,7 @@ async fn read(
             _ = tokio::time::sleep_until(next_read) => {}
             _ = stop.cancelled() => return false,
         }
+        let requested_at = chrono::Utc::now();
         let result = match &iterator {
             Some(it) => {
                 ctx.api
@@ -304,6 +374,11 @@ async fn read(
                 return false;
             }
         }
+        if caught_up {
+            // Routed before the horizon moves, so a lane that sees the horizon finds the
+            // records already in its channel.
+            *progress.horizon.lock().unwrap_or_else(|e| e.into_inner()) = Some(requested_at);
+        }
 
         let ending = shard.ending_sequence_number.clone().or_else(|| {
             ctx.closed
@@ -329,6 +404,9 @@ async fn read(
                 how,
             }
             .emit();
+            progress
+                .ended
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             return true;
         }
         iterator = batch.next_iterator;
@@ -397,59 +475,87 @@ async fn run_lane(
                 _ = stop.cancelled() => return,
             }
         }
-        let deadline = Instant::now() + ctx.limits.window;
-        let mut batch: Batch<StreamRecord> = Batch::new(ctx.limits);
-        let mut full = false;
-        loop {
-            while let Some(record) = buffer.pop_front() {
-                match batch.try_push(record) {
-                    Ok(()) => {}
-                    Err(PushRejected::Full(r)) => {
-                        buffer.push_front(r);
-                        full = true;
-                        break;
-                    }
-                    Err(PushRejected::TooLarge(r)) => {
-                        if !batch.is_empty() {
-                            buffer.push_front(r);
-                            full = true;
-                            break;
-                        }
-                        // Too large for any invocation: report it on its own.
-                        let settled = ctx.processor.reject_oversized(&shard_id, &r).await;
-                        if !settled {
-                            return;
-                        }
-                        progress.settle(&ctx, &shard_id, &[r.sequence_number]).await;
-                    }
-                }
-            }
-            if full || batch.is_full() || ctx.limits.window.is_zero() {
-                break;
-            }
-            tokio::select! {
-                got = rx.recv() => match got {
-                    Some(records) => buffer.extend(records),
-                    None => break,
-                },
-                _ = tokio::time::sleep_until(deadline) => break,
-                _ = stop.cancelled() => return,
-            }
-        }
-        if batch.is_empty() {
+        let Some(records) =
+            gather(&ctx, &shard_id, &progress, &mut buffer, &mut rx, |_| true).await
+        else {
+            return;
+        };
+        if records.is_empty() {
             continue;
         }
-        let records = batch.into_records();
         let processed = ctx.processor.process(&shard_id, &records).await;
-        let done: Vec<SequenceNumber> = records[..processed.settled]
-            .iter()
-            .map(|r| r.sequence_number.clone())
-            .collect();
+        let done = settled_prefix(&records, processed.settled);
         progress.settle(&ctx, &shard_id, &done).await;
         if processed.interrupted || progress.failure().is_some() {
             return;
         }
     }
+}
+
+pub(super) fn settled_prefix(records: &[StreamRecord], settled: usize) -> Vec<SequenceNumber> {
+    records[..settled]
+        .iter()
+        .map(|r| r.sequence_number.clone())
+        .collect()
+}
+
+/// Fills one batch from `buffer` and the lane's channel, within the batch limits and the
+/// batching window, taking only records for which `belongs` holds (a record that does not
+/// ends the batch). A record too large for any invocation is reported on its own. Returns
+/// `None` when the lane must stop (shutdown).
+pub(super) async fn gather(
+    ctx: &ShardContext,
+    shard_id: &str,
+    progress: &Progress,
+    buffer: &mut VecDeque<StreamRecord>,
+    rx: &mut mpsc::Receiver<Vec<StreamRecord>>,
+    belongs: impl Fn(&StreamRecord) -> bool,
+) -> Option<Vec<StreamRecord>> {
+    let stop = &ctx.shutdown.stop_receiving;
+    let deadline = Instant::now() + ctx.limits.window;
+    let mut batch: Batch<StreamRecord> = Batch::new(ctx.limits);
+    let mut full = false;
+    loop {
+        while let Some(record) = buffer.pop_front() {
+            if !belongs(&record) {
+                buffer.push_front(record);
+                full = true;
+                break;
+            }
+            match batch.try_push(record) {
+                Ok(()) => {}
+                Err(PushRejected::Full(r)) => {
+                    buffer.push_front(r);
+                    full = true;
+                    break;
+                }
+                Err(PushRejected::TooLarge(r)) => {
+                    if !batch.is_empty() {
+                        buffer.push_front(r);
+                        full = true;
+                        break;
+                    }
+                    // Too large for any invocation: report it on its own.
+                    if !ctx.processor.reject_oversized(shard_id, &r).await {
+                        return None;
+                    }
+                    progress.settle(ctx, shard_id, &[r.sequence_number]).await;
+                }
+            }
+        }
+        if full || batch.is_full() || ctx.limits.window.is_zero() {
+            break;
+        }
+        tokio::select! {
+            got = rx.recv() => match got {
+                Some(records) => buffer.extend(records),
+                None => break,
+            },
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = stop.cancelled() => return None,
+        }
+    }
+    Some(batch.into_records())
 }
 
 #[cfg(test)]
@@ -611,7 +717,7 @@ mod tests {
             adjacent_parent_shard_id: None,
             ending_sequence_number: Some(SequenceNumber::parse("10").unwrap()),
         };
-        let outcome = run_shard(ctx, shard, lease, None, IteratorPosition::TrimHorizon).await;
+        let outcome = run_shard(ctx, shard, lease, None, IteratorPosition::TrimHorizon, None).await;
         assert_eq!(outcome, ShardOutcome::Ended);
         let seen: Vec<i64> = invoker
             .0
@@ -737,6 +843,7 @@ mod tests {
             lease,
             None,
             IteratorPosition::TrimHorizon,
+            None,
         ));
         tokio::time::sleep(window).await;
         shutdown.stop_receiving.cancel();
