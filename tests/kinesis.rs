@@ -9,55 +9,6 @@ use base64::Engine;
 use common::*;
 use serde_json::Value;
 
-async fn kinesis(endpoint: &str) -> aws_sdk_kinesis::Client {
-    aws_sdk_kinesis::Client::new(&sdk_config(endpoint).await)
-}
-
-fn stream_arn(name: &str) -> String {
-    format!("arn:aws:kinesis:{REGION}:123456789012:stream/{name}")
-}
-
-async fn create_stream(client: &aws_sdk_kinesis::Client, name: &str, shards: i32) {
-    client
-        .create_stream()
-        .stream_name(name)
-        .shard_count(shards)
-        .send()
-        .await
-        .expect("create stream");
-    for _ in 0..100 {
-        let d = client
-            .describe_stream_summary()
-            .stream_name(name)
-            .send()
-            .await
-            .expect("describe");
-        if d.stream_description_summary()
-            .map(|s| s.stream_status().as_str())
-            == Some("ACTIVE")
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("stream {name} never became active");
-}
-
-async fn put(client: &aws_sdk_kinesis::Client, stream: &str, key: &str, data: &str) -> String {
-    client
-        .put_record()
-        .stream_name(stream)
-        .partition_key(key)
-        .data(aws_sdk_kinesis::primitives::Blob::new(
-            data.as_bytes().to_vec(),
-        ))
-        .send()
-        .await
-        .expect("put record")
-        .sequence_number()
-        .to_string()
-}
-
 fn data_of(record: &Value) -> String {
     let b64 = record["kinesis"]["data"].as_str().unwrap_or_default();
     String::from_utf8(

@@ -35,12 +35,16 @@ enum Node {
     Fields(Vec<(String, Node)>),
     /// Any alternative matches (OR).
     Leaf(Vec<Matcher>),
+    /// `"$or": [{…}, {…}]`: any of these patterns matches the same object.
+    AnyOf(Vec<Node>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 enum Matcher {
     ExactString(String),
-    ExactNumber(f64),
+    /// Numbers match by their JSON form, as EventBridge does: `5` is not `5.0`.
+    ExactNumber(serde_json::Number),
+    ExactBool(bool),
     Null,
     Prefix(String),
     Suffix(String),
@@ -127,6 +131,35 @@ fn parse_fields(map: &Map<String, Value>, path: &str) -> Result<Node, PatternErr
             format!("{path}.{key}")
         };
         let node = match value {
+            Value::Array(options) if key == "$or" => {
+                if options.len() < 2 {
+                    return Err(invalid(
+                        &child_path,
+                        "`$or` takes a list of at least two patterns",
+                    ));
+                }
+                Node::AnyOf(
+                    options
+                        .iter()
+                        .enumerate()
+                        .map(|(i, option)| match option {
+                            Value::Object(inner) => {
+                                parse_fields(inner, &format!("{child_path}[{i}]"))
+                            }
+                            _ => Err(invalid(
+                                &child_path,
+                                "each `$or` entry must be a pattern object",
+                            )),
+                        })
+                        .collect::<Result<_, _>>()?,
+                )
+            }
+            _ if key == "$or" => {
+                return Err(invalid(
+                    &child_path,
+                    "`$or` takes a list of pattern objects",
+                ))
+            }
             Value::Object(inner) => parse_fields(inner, &child_path)?,
             Value::Array(alternatives) => {
                 if alternatives.is_empty() {
@@ -154,12 +187,10 @@ fn parse_fields(map: &Map<String, Value>, path: &str) -> Result<Node, PatternErr
 fn parse_matcher(value: &Value, path: &str) -> Result<Matcher, PatternError> {
     match value {
         Value::String(s) => Ok(Matcher::ExactString(s.clone())),
-        Value::Number(n) => Ok(Matcher::ExactNumber(n.as_f64().unwrap_or(f64::NAN))),
+        Value::Number(n) => Ok(Matcher::ExactNumber(n.clone())),
         Value::Null => Ok(Matcher::Null),
-        Value::Bool(_) => Err(invalid(
-            path,
-            "booleans cannot be matched; use a string, number or null",
-        )),
+        // DynamoDB's `BOOL` images are matched with `[true]` / `[false]`.
+        Value::Bool(b) => Ok(Matcher::ExactBool(*b)),
         Value::Array(_) => Err(invalid(path, "nested lists are not allowed")),
         Value::Object(op) => {
             let mut entries = op.iter();
@@ -251,15 +282,23 @@ fn parse_numeric(arg: &Value, path: &str) -> Result<Matcher, PatternError> {
 
 fn match_node(node: &Node, value: Option<&Value>) -> bool {
     match node {
+        Node::AnyOf(options) => options.iter().any(|o| match_node(o, value)),
         Node::Fields(fields) => {
-            let Some(value) = value else { return false };
-            fields.iter().all(|(key, child)| match value {
+            // A missing object has every field missing: only `exists: false` can match in it.
+            let Some(value) = value else {
+                return fields.iter().all(|(_, child)| match_node(child, None));
+            };
+            fields.iter().all(|(key, child)| {
+                match (child, value) {
+                (Node::AnyOf(_), value) => match_node(child, Some(value)),
+                (_, value) => match value {
                 Value::Object(map) => match_node(child, map.get(key)),
                 // An array of objects matches when any element does.
                 Value::Array(items) => items.iter().any(
                     |item| matches!(item, Value::Object(map) if match_node(child, map.get(key))),
                 ),
                 _ => match_node(child, None),
+            }}
             })
         }
         Node::Leaf(alternatives) => alternatives.iter().any(|m| match_leaf(m, value)),
@@ -281,7 +320,8 @@ fn match_leaf(matcher: &Matcher, value: Option<&Value>) -> bool {
 fn match_scalar(matcher: &Matcher, value: &Value) -> bool {
     match matcher {
         Matcher::ExactString(s) => value.as_str() == Some(s.as_str()),
-        Matcher::ExactNumber(n) => value.as_f64() == Some(*n),
+        Matcher::ExactNumber(n) => value.as_number() == Some(n),
+        Matcher::ExactBool(b) => value.as_bool() == Some(*b),
         Matcher::Null => value.is_null(),
         Matcher::Prefix(p) => value.as_str().is_some_and(|v| v.starts_with(p.as_str())),
         Matcher::Suffix(s) => value.as_str().is_some_and(|v| v.ends_with(s.as_str())),

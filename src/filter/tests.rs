@@ -11,7 +11,11 @@ fn exact_values() {
     let r = json!({"body": {"a": "x", "n": 5, "z": null}});
     assert!(m(r#"{"body":{"a":["x"]}}"#, r.clone()));
     assert!(!m(r#"{"body":{"a":["y"]}}"#, r.clone()));
-    assert!(m(r#"{"body":{"n":[5.0]}}"#, r.clone()));
+    assert!(m(r#"{"body":{"n":[5]}}"#, r.clone()));
+    // Numbers match by their JSON form, as EventBridge documents: 5 is not 5.0.
+    assert!(!m(r#"{"body":{"n":[5.0]}}"#, r.clone()));
+    assert!(m(r#"{"b":[true]}"#, json!({"b": true})));
+    assert!(!m(r#"{"b":[true]}"#, json!({"b": false})));
     assert!(!m(r#"{"body":{"n":["5"]}}"#, r.clone()));
     assert!(m(r#"{"body":{"z":[null]}}"#, r.clone()));
     assert!(!m(r#"{"body":{"a":[null]}}"#, r.clone()));
@@ -77,6 +81,35 @@ fn and_across_fields_or_across_values_and_filters() {
 }
 
 #[test]
+fn exists_false_holds_under_a_missing_parent() {
+    let p = r#"{"dynamodb":{"NewImage":{"v":{"S":[{"exists":false}]}}}}"#;
+    assert!(m(p, json!({"dynamodb":{"NewImage":{"w":{"S":"x"}}}})));
+    assert!(m(p, json!({"dynamodb":{}})));
+    assert!(!m(p, json!({"dynamodb":{"NewImage":{"v":{"S":"x"}}}})));
+    assert!(!m(r#"{"a":{"b":["x"]}}"#, json!({})));
+}
+
+#[test]
+fn or_across_fields() {
+    let p = r#"{"body":{"$or":[{"a":["x"]},{"n":[{"numeric":[">",10]}]}]},"k":["v"]}"#;
+    assert!(m(p, json!({"body":{"a":"x","n":1},"k":"v"})));
+    assert!(m(p, json!({"body":{"a":"y","n":11},"k":"v"})));
+    assert!(!m(p, json!({"body":{"a":"y","n":1},"k":"v"})));
+    assert!(
+        !m(p, json!({"body":{"a":"x"},"k":"w"})),
+        "AND with the sibling field"
+    );
+    assert!(m(r#"{"$or":[{"a":["1"]},{"b":["2"]}]}"#, json!({"b":"2"})));
+    for bad in [
+        r#"{"$or":[{"a":["1"]}]}"#,
+        r#"{"$or":[{"a":["1"]}, "x"]}"#,
+        r#"{"$or":{"a":["1"]}}"#,
+    ] {
+        assert!(FilterPattern::parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
 fn arrays_in_records_match_any_element() {
     assert!(m(r#"{"tags":["x"]}"#, json!({"tags": ["w", "x"]})));
     assert!(m(
@@ -97,7 +130,6 @@ fn invalid_patterns_are_named() {
         r#"{"a":[{"numeric":["<",5,">",1]}]}"#,
         r#"{"a":[{"bogus":1}]}"#,
         r#"{"a":[{"exists":"yes"}]}"#,
-        r#"{"a":[true]}"#,
     ] {
         assert!(FilterPattern::parse(bad).is_err(), "{bad}");
     }
