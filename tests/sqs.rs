@@ -737,3 +737,82 @@ async fn retry_backoff_shortens_and_grows_the_wait_and_still_redrives_to_the_dlq
         "{gap2:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_a_known_scenario() {
+    let moto = Moto::start();
+    let queue = Queue::create(&moto, "metered", &[("VisibilityTimeout", "1")]).await;
+    let reported = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let once = std::sync::Arc::clone(&reported);
+    // `keep-3` is reported failed the first time only; it comes back after 1 s and succeeds.
+    let function = FunctionServer::start(move |call, _| {
+        let failures: Vec<Value> = call
+            .records()
+            .iter()
+            .filter(|r| r["body"] == r#"{"keep":3}"#)
+            .filter(|_| !once.swap(true, std::sync::atomic::Ordering::SeqCst))
+            .map(|r| serde_json::json!({"itemIdentifier": r["messageId"]}))
+            .collect();
+        Reply::ok(serde_json::json!({"batchItemFailures": failures}).to_string())
+    });
+    let uuid = "0b7f6a8e-3c1d-4e8f-9a2b-5c6d7e8f9a0b";
+    let esmd = Esmd::start(
+        &moto,
+        &function,
+        &format!(
+            "{}uuid = \"{uuid}\"\nfunction_response_types = [\"ReportBatchItemFailures\"]\n\
+             filter_criteria = {{ filter = [ {{ pattern = '{{\"body\":{{\"keep\":[{{\"exists\":true}}]}}}}' }} ] }}\n",
+            mapping(&queue.arn, "")
+        ),
+    );
+    for body in [
+        r#"{"keep":1}"#,
+        r#"{"keep":2}"#,
+        r#"{"keep":3}"#,
+        r#"{"drop":1}"#,
+    ] {
+        queue.send(body).await;
+    }
+    eventually(
+        Duration::from_secs(30),
+        "the queue drained",
+        Some(&esmd),
+        || async { queue.is_empty().await && esmd.metric("esmd_deleted_events_total", uuid) == 4 },
+    )
+    .await;
+    let m = |name: &str| esmd.metric(name, uuid);
+    assert_eq!(m("esmd_polled_events_total"), 5, "4 received, keep-3 twice");
+    assert_eq!(m("esmd_filtered_out_events_total"), 1);
+    assert_eq!(m("esmd_invoked_events_total"), 4, "3 kept, keep-3 twice");
+    assert_eq!(
+        m("esmd_failed_invoke_events_total"),
+        1,
+        "keep-3 reported once"
+    );
+    assert_eq!(
+        m("esmd_deleted_events_total"),
+        4,
+        "3 processed and 1 filtered"
+    );
+    assert_eq!(m("esmd_dropped_events_total"), 0);
+    let invocations = m("esmd_invocations_total");
+    assert_eq!(invocations as usize, function.calls().len());
+    assert_eq!(m("esmd_invocation_duration_seconds_count"), invocations);
+    let text = esmd.get("/metrics").1;
+    let inf = text
+        .lines()
+        .find(|l| {
+            l.starts_with("esmd_invocation_duration_seconds_bucket")
+                && l.contains(uuid)
+                && l.contains("le=\"+Inf\"")
+        })
+        .expect("+Inf bucket");
+    assert!(inf.ends_with(&format!(" {invocations}")), "{inf}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("esmd_sqs_backlog_messages{") && l.contains(uuid)),
+        "backlog gauge sampled"
+    );
+    // Bounded labels: no receipt handles or message ids.
+    assert!(!text.contains("receipt") && !text.contains("messageId"));
+}

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use super::MappingStatus;
 
 /// Counters mirroring AWS's ESM metrics, per mapping.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MappingMetrics {
     /// PolledEventCount: records read from the source.
     pub polled: AtomicU64,
@@ -32,6 +32,86 @@ pub struct MappingMetrics {
     pub in_flight_batches: AtomicI64,
     /// IteratorAge (streams): how far behind the tip the slowest shard is, in milliseconds.
     pub iterator_age_ms: AtomicI64,
+    /// SQS: ApproximateNumberOfMessages (visible backlog), sampled; -1 until known.
+    pub sqs_backlog: AtomicI64,
+    /// SQS: ApproximateNumberOfMessagesNotVisible (received by anyone, not yet deleted).
+    pub sqs_not_visible: AtomicI64,
+    /// How long invocations took, from request to response.
+    pub invocation_duration: Histogram,
+}
+
+/// Upper bounds (seconds) of the invocation-duration buckets: 5 ms to Lambda's 15 minutes.
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 900.0,
+];
+
+/// A fixed-bucket, lock-free histogram in the Prometheus shape.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Observations per bucket (not cumulative); the last slot is `+Inf`.
+    buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, elapsed: std::time::Duration) {
+        let secs = elapsed.as_secs_f64();
+        let slot = DURATION_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(DURATION_BUCKETS.len());
+        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records `elapsed` and hands it back, for use inline.
+    pub fn observed(&self, elapsed: std::time::Duration) -> std::time::Duration {
+        self.observe(elapsed);
+        elapsed
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Cumulative counts per bucket bound, ending with `+Inf`.
+    fn cumulative(&self) -> Vec<(String, u64)> {
+        let mut total = 0;
+        let mut out = Vec::with_capacity(DURATION_BUCKETS.len() + 1);
+        for (i, slot) in self.buckets.iter().enumerate() {
+            total += slot.load(Ordering::Relaxed);
+            let le = DURATION_BUCKETS
+                .get(i)
+                .map_or_else(|| "+Inf".to_string(), |b| b.to_string());
+            out.push((le, total));
+        }
+        out
+    }
+}
+
+impl Default for MappingMetrics {
+    fn default() -> Self {
+        MappingMetrics {
+            polled: Default::default(),
+            filtered_out: Default::default(),
+            invoked: Default::default(),
+            failed_invoke: Default::default(),
+            dropped: Default::default(),
+            deleted: Default::default(),
+            delete_failed: Default::default(),
+            released: Default::default(),
+            on_failure_delivered: Default::default(),
+            invocations: Default::default(),
+            in_flight_batches: Default::default(),
+            iterator_age_ms: Default::default(),
+            sqs_backlog: AtomicI64::new(-1),
+            sqs_not_visible: AtomicI64::new(-1),
+            invocation_duration: Default::default(),
+        }
+    }
 }
 
 impl MappingMetrics {
@@ -67,6 +147,10 @@ impl MappingMetrics {
         map.insert(
             "iterator_age_ms".into(),
             self.iterator_age_ms.load(Ordering::Relaxed).into(),
+        );
+        map.insert(
+            "invocation_duration_count".into(),
+            self.invocation_duration.count().into(),
         );
         serde_json::Value::Object(map)
     }
@@ -122,6 +206,52 @@ pub fn render_prometheus(mappings: &[std::sync::Arc<MappingStatus>]) -> String {
             "esmd_iterator_age_milliseconds{{{}}} {}",
             labels(m),
             m.metrics.iterator_age_ms.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP esmd_sqs_backlog_messages Visible messages waiting in the queue (ApproximateNumberOfMessages, sampled every 15 s).\n# TYPE esmd_sqs_backlog_messages gauge"
+    );
+    for m in mappings.iter().filter(|m| m.source_kind == "sqs") {
+        let v = m.metrics.sqs_backlog.load(Ordering::Relaxed);
+        if v >= 0 {
+            let _ = writeln!(out, "esmd_sqs_backlog_messages{{{}}} {v}", labels(m));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP esmd_sqs_not_visible_messages Messages received but not yet deleted (ApproximateNumberOfMessagesNotVisible, sampled every 15 s).\n# TYPE esmd_sqs_not_visible_messages gauge"
+    );
+    for m in mappings.iter().filter(|m| m.source_kind == "sqs") {
+        let v = m.metrics.sqs_not_visible.load(Ordering::Relaxed);
+        if v >= 0 {
+            let _ = writeln!(out, "esmd_sqs_not_visible_messages{{{}}} {v}", labels(m));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP esmd_invocation_duration_seconds Time from invoke request to response.\n# TYPE esmd_invocation_duration_seconds histogram"
+    );
+    for m in mappings {
+        let h = &m.metrics.invocation_duration;
+        for (le, count) in h.cumulative() {
+            let _ = writeln!(
+                out,
+                "esmd_invocation_duration_seconds_bucket{{{},le=\"{le}\"}} {count}",
+                labels(m)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "esmd_invocation_duration_seconds_sum{{{}}} {}",
+            labels(m),
+            h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "esmd_invocation_duration_seconds_count{{{}}} {}",
+            labels(m),
+            h.count()
         );
     }
     let _ = writeln!(

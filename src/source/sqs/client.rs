@@ -68,6 +68,10 @@ pub trait SqsApi: Send + Sync + 'static {
         queue_url: &'a str,
     ) -> BoxFuture<'a, Result<Duration, SqsError>>;
 
+    /// ApproximateNumberOfMessages and ApproximateNumberOfMessagesNotVisible.
+    fn queue_depth<'a>(&'a self, queue_url: &'a str)
+        -> BoxFuture<'a, Result<(i64, i64), SqsError>>;
+
     /// ReceiveMessage with every system and message attribute.
     fn receive<'a>(
         &'a self,
@@ -178,6 +182,34 @@ impl SqsApi for SdkSqs {
             let out = req.send().await.map_err(classify)?;
             out.queue_url
                 .ok_or_else(|| SqsError::QueueMissing(format!("no URL returned for {queue_name}")))
+        })
+    }
+
+    fn queue_depth<'a>(
+        &'a self,
+        queue_url: &'a str,
+    ) -> BoxFuture<'a, Result<(i64, i64), SqsError>> {
+        Box::pin(async move {
+            let out = self
+                .client
+                .get_queue_attributes()
+                .queue_url(queue_url)
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+                .send()
+                .await
+                .map_err(classify)?;
+            let get = |name: QueueAttributeName| {
+                out.attributes
+                    .as_ref()
+                    .and_then(|a| a.get(&name))
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .unwrap_or(0)
+            };
+            Ok((
+                get(QueueAttributeName::ApproximateNumberOfMessages),
+                get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+            ))
         })
     }
 

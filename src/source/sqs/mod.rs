@@ -61,6 +61,9 @@ impl BatchRecord for Received {
 
 pub use super::Shutdown;
 
+/// How often the backlog gauges are refreshed (one GetQueueAttributes call each).
+pub const DEPTH_SAMPLE_INTERVAL: Duration = Duration::from_secs(15);
+
 /// Everything one SQS mapping needs.
 pub struct SqsSource {
     mapping: Arc<MappingConfig>,
@@ -160,9 +163,35 @@ impl SqsSource {
         for index in 0..self.max_pollers() {
             pollers.spawn(Arc::clone(&self).poller(index, Arc::clone(&queue)));
         }
+        pollers.spawn(Arc::clone(&self).sample_depth(Arc::clone(&queue)));
         pollers.close();
         pollers.wait().await;
         self.status.set_state(MappingState::Disabling);
+    }
+
+    /// Samples the queue's backlog for the metrics every [`DEPTH_SAMPLE_INTERVAL`] until
+    /// shutdown. A failed sample is logged at debug and skipped: metrics never stop a mapping.
+    async fn sample_depth(self: Arc<Self>, queue: Arc<Queue>) {
+        let metrics = &self.status.metrics;
+        loop {
+            match self.api.queue_depth(&queue.url).await {
+                Ok((visible, not_visible)) => {
+                    metrics
+                        .sqs_backlog
+                        .store(visible, std::sync::atomic::Ordering::Relaxed);
+                    metrics
+                        .sqs_not_visible
+                        .store(not_visible, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::debug!(mapping = %self.mapping.uuid, error = %e, "queue depth sample failed")
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(DEPTH_SAMPLE_INTERVAL) => {}
+                _ = self.shutdown.stop_receiving.cancelled() => return,
+            }
+        }
     }
 
     /// Resolves the queue URL and visibility timeout, retrying slowly while the queue is
@@ -633,7 +662,7 @@ impl SqsSource {
                 uuid: &self.mapping.uuid,
                 records,
                 payload_bytes: payload.len(),
-                elapsed: started.elapsed(),
+                elapsed: metrics.invocation_duration.observed(started.elapsed()),
                 outcome: &summary,
             }
             .emit();

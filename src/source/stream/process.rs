@@ -199,7 +199,7 @@ impl Processor {
                 uuid: &self.mapping.uuid,
                 records: 0,
                 payload_bytes: payload.len(),
-                elapsed: started.elapsed(),
+                elapsed: metrics.invocation_duration.observed(started.elapsed()),
                 outcome: &summary,
             }
             .emit();
@@ -325,7 +325,7 @@ impl Processor {
                     uuid: &self.mapping.uuid,
                     records: slice.len(),
                     payload_bytes: payload.len(),
-                    elapsed: started.elapsed(),
+                    elapsed: metrics.invocation_duration.observed(started.elapsed()),
                     outcome: &summary,
                 }
                 .emit();
