@@ -31,4 +31,77 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Inspect or move stream checkpoints in the configured store (refused while a daemon
+    /// uses the store).
+    Checkpoints {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: CheckpointsAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CheckpointsAction {
+    /// Each stream mapping and shard with its status, sequence number and age.
+    List,
+    /// Move one shard for replay or rewind; the next run reads it from the new position.
+    Set {
+        /// The mapping's uuid or event_source_arn.
+        #[arg(long)]
+        mapping: String,
+        /// The shard id, e.g. shardId-000000000000.
+        #[arg(long)]
+        shard: String,
+        #[command(flatten)]
+        position: PositionArgs,
+    },
+    /// Forget a mapping's checkpoints; the next run starts at its starting_position.
+    Reset {
+        /// The mapping's uuid or event_source_arn.
+        #[arg(long)]
+        mapping: String,
+    },
+}
+
+/// Exactly one position for `checkpoints set`.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct PositionArgs {
+    /// Replay from this record (included).
+    #[arg(long)]
+    pub sequence_number: Option<String>,
+    /// Read from the first record at or after this RFC 3339 time.
+    #[arg(long)]
+    pub timestamp: Option<String>,
+    /// Read from the oldest record in the shard.
+    #[arg(long)]
+    pub trim_horizon: bool,
+    /// Skip to the newest record.
+    #[arg(long)]
+    pub latest: bool,
+}
+
+impl PositionArgs {
+    /// The position, or what is wrong with it.
+    pub fn to_restart_at(&self) -> Result<crate::checkpoint::RestartAt, String> {
+        use crate::checkpoint::{RestartAt, SequenceNumber};
+        if let Some(n) = &self.sequence_number {
+            return SequenceNumber::parse(n)
+                .map(RestartAt::AtSequenceNumber)
+                .map_err(|e| format!("--sequence-number: {e}"));
+        }
+        if let Some(t) = &self.timestamp {
+            return chrono::DateTime::parse_from_rfc3339(t)
+                .map(|t| RestartAt::AtTimestamp(t.with_timezone(&chrono::Utc)))
+                .map_err(|e| {
+                    format!("--timestamp `{t}`: {e} (use RFC 3339, e.g. 2026-11-24T10:00:00Z)")
+                });
+        }
+        Ok(if self.latest {
+            RestartAt::Latest
+        } else {
+            RestartAt::TrimHorizon
+        })
+    }
 }

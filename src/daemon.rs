@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::aws::AwsContext;
 use crate::batch::BatchLimits;
-use crate::checkpoint::{CheckpointError, CheckpointStore, SqliteStore};
+use crate::checkpoint::{CheckpointError, CheckpointStore, SqliteStore, StoreLock};
 use crate::config::{Config, EventSource, MappingConfig, SourceKind};
 use crate::failure::destination::{DestinationSender, SdkDestinations, StreamKind};
 use crate::filter::FilterSet;
@@ -115,15 +115,19 @@ pub async fn run(
 
     // The checkpoint store is opened only when a stream mapping needs it; an unusable store
     // is fatal (the daemon cannot keep its promises without it).
+    let mut store_lock = None;
     let store: Option<Arc<dyn CheckpointStore>> = if config
         .enabled_mappings()
         .any(|m| m.kind() != SourceKind::Sqs)
     {
         let path = config.state.path.clone();
-        let store = SqliteStore::open(&path).map_err(|source| DaemonError::State {
+        let state_error = |source| DaemonError::State {
             path: path.display().to_string(),
             source,
-        })?;
+        };
+        // Held until the daemon returns: `esmd checkpoints` refuses to touch a live store.
+        store_lock = Some(StoreLock::acquire(&path).map_err(state_error)?);
+        let store = SqliteStore::open(&path).map_err(state_error)?;
         tracing::info!(path = %path.display(), "checkpoint store open");
         Some(Arc::new(store))
     } else {
@@ -168,6 +172,7 @@ pub async fn run(
     if let Some(task) = http_task {
         let _ = task.await;
     }
+    drop(store_lock);
     tracing::info!("stopped");
     Ok(())
 }

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use esmd::cli::{Cli, Command};
+use esmd::checkpoint::admin::AdminStore;
+use esmd::cli::{CheckpointsAction, Cli, Command};
 use esmd::config::{Config, ConfigError};
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +28,16 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Checkpoints { config, action } => match checkpoints(&config, &action) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("esmd checkpoints: {err:#}");
+                ExitCode::from(1)
+            }
+        },
         Command::Run { config } => match run(&config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -38,6 +49,23 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn checkpoints(path: &std::path::Path, action: &CheckpointsAction) -> anyhow::Result<String> {
+    let config = Config::load(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let store = AdminStore::open(&config)?;
+    Ok(match action {
+        CheckpointsAction::List => store.list(&config)?,
+        CheckpointsAction::Set {
+            mapping,
+            shard,
+            position,
+        } => {
+            let position = position.to_restart_at().map_err(anyhow::Error::msg)?;
+            store.set(&config, mapping, shard, &position)?
+        }
+        CheckpointsAction::Reset { mapping } => store.reset(&config, mapping)?,
+    })
 }
 
 fn run(path: &std::path::Path) -> anyhow::Result<()> {

@@ -717,3 +717,105 @@ async fn a_windowed_response_without_state_fails_the_batch() {
         "the refusal is logged"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_cli_lists_moves_and_resets_and_is_refused_while_running() {
+    let moto = Moto::start();
+    let client = kinesis(&moto.endpoint).await;
+    create_stream(&client, "replay", 1).await;
+    let mut seqs = Vec::new();
+    for i in 0..5 {
+        seqs.push(put(&client, "replay", "k", &format!("r{i}")).await);
+    }
+    let function = FunctionServer::start(|_, _| Reply::ok(""));
+    let uuid = "5d1c8b0e-7a64-4f0e-9c3b-2a1d0e9f8c7b";
+    let mut esmd = Esmd::start(
+        &moto,
+        &function,
+        &mapping("replay", &format!("uuid = \"{uuid}\"")),
+    );
+    eventually(
+        Duration::from_secs(30),
+        "5 records",
+        Some(&esmd),
+        || async { delivered(&function).len() >= 5 },
+    )
+    .await;
+    // The daemon holds the store: the CLI refuses to touch it.
+    let (ok, _, err) = esmd.checkpoints(&["reset", "--mapping", uuid]);
+    assert!(!ok && err.contains("in use by a running esmd"), "{err}");
+
+    esmd.wait_for(Duration::from_secs(10), "checkpoint at r4", || {
+        shard_view(&esmd)["shardId-000000000000"]["checkpoint"] == seqs[4].as_str()
+    });
+    assert!(esmd.terminate(Duration::from_secs(15)).success());
+    let (ok, out, err) = esmd.checkpoints(&["list"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(uuid) && out.contains("shardId-000000000000") && out.contains(&seqs[4]),
+        "{out}"
+    );
+
+    // Rewind to r2: the next run replays r2, r3, r4.
+    let (ok, out, err) = esmd.checkpoints(&[
+        "set",
+        "--mapping",
+        uuid,
+        "--shard",
+        "shardId-000000000000",
+        "--sequence-number",
+        &seqs[2],
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("AT_SEQUENCE_NUMBER"), "{out}");
+    esmd.restart();
+    eventually(
+        Duration::from_secs(30),
+        "the replay",
+        Some(&esmd),
+        || async { delivered(&function).len() >= 8 },
+    )
+    .await;
+    assert_eq!(delivered(&function)[5..], ["r2", "r3", "r4"]);
+    esmd.wait_for(Duration::from_secs(10), "checkpoint back at r4", || {
+        shard_view(&esmd)["shardId-000000000000"]["checkpoint"] == seqs[4].as_str()
+    });
+    assert!(esmd.terminate(Duration::from_secs(15)).success());
+
+    // LATEST skips everything old; a reset goes back to starting_position (TRIM_HORIZON).
+    let (ok, _, err) = esmd.checkpoints(&[
+        "set",
+        "--mapping",
+        uuid,
+        "--shard",
+        "shardId-000000000000",
+        "--latest",
+    ]);
+    assert!(ok, "{err}");
+    esmd.restart();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        delivered(&function).len(),
+        8,
+        "nothing replayed from LATEST"
+    );
+    assert!(esmd.terminate(Duration::from_secs(15)).success());
+    let (ok, out, err) = esmd.checkpoints(&["reset", "--mapping", uuid]);
+    assert!(ok && out.contains("cleared 1"), "{out}{err}");
+    esmd.restart();
+    eventually(
+        Duration::from_secs(30),
+        "a full replay",
+        Some(&esmd),
+        || async { delivered(&function).len() >= 13 },
+    )
+    .await;
+    assert_eq!(delivered(&function)[8..], ["r0", "r1", "r2", "r3", "r4"]);
+    // Bad input is named.
+    assert!(esmd.terminate(Duration::from_secs(15)).success());
+    let (ok, _, err) = esmd.checkpoints(&["set", "--mapping", "nope", "--shard", "s", "--latest"]);
+    assert!(
+        !ok && err.contains("no stream mapping matches `nope`"),
+        "{err}"
+    );
+}

@@ -14,6 +14,7 @@
 //! and counter as a fencing token, answering [`CheckpointError::LeaseLost`] to a worker whose
 //! shard was taken over.
 
+pub mod admin;
 pub mod sequence;
 pub mod sqlite;
 pub mod watermark;
@@ -23,7 +24,7 @@ use serde::Serialize;
 
 use crate::failure::ErrorAction;
 pub use sequence::SequenceNumber;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, StoreLock};
 pub use watermark::Watermark;
 
 /// How far a shard has got.
@@ -73,6 +74,46 @@ pub struct ShardCheckpoint {
     pub updated_at: String,
     /// The open tumbling window and its state, for mappings that use windows.
     pub window: Option<WindowState>,
+    /// Where to read next, set by an operator (`esmd checkpoints set`); it wins over the
+    /// checkpoint until the next checkpoint is written.
+    pub restart_at: Option<RestartAt>,
+}
+
+/// An operator-chosen position for a shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum RestartAt {
+    TrimHorizon,
+    Latest,
+    AtTimestamp(chrono::DateTime<chrono::Utc>),
+    /// Replays from this record (included).
+    AtSequenceNumber(SequenceNumber),
+}
+
+impl RestartAt {
+    /// The stored text form: `TRIM_HORIZON`, `LATEST`, `AT_TIMESTAMP:<rfc3339>`,
+    /// `AT_SEQUENCE_NUMBER:<n>`.
+    pub fn to_text(&self) -> String {
+        match self {
+            RestartAt::TrimHorizon => "TRIM_HORIZON".into(),
+            RestartAt::Latest => "LATEST".into(),
+            RestartAt::AtTimestamp(t) => format!("AT_TIMESTAMP:{}", t.to_rfc3339()),
+            RestartAt::AtSequenceNumber(s) => format!("AT_SEQUENCE_NUMBER:{s}"),
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.split_once(':') {
+            None if text == "TRIM_HORIZON" => Some(RestartAt::TrimHorizon),
+            None if text == "LATEST" => Some(RestartAt::Latest),
+            Some(("AT_TIMESTAMP", t)) => chrono::DateTime::parse_from_rfc3339(t)
+                .ok()
+                .map(|t| RestartAt::AtTimestamp(t.with_timezone(&chrono::Utc))),
+            Some(("AT_SEQUENCE_NUMBER", n)) => SequenceNumber::parse(n)
+                .ok()
+                .map(RestartAt::AtSequenceNumber),
+            _ => None,
+        }
+    }
 }
 
 /// A shard's open tumbling window: its bounds and the state the function last returned. It is

@@ -8,8 +8,8 @@ use futures::future::BoxFuture;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
-    CheckpointError, CheckpointStore, SequenceNumber, ShardCheckpoint, ShardLease, ShardStatus,
-    WindowState,
+    CheckpointError, CheckpointStore, RestartAt, SequenceNumber, ShardCheckpoint, ShardLease,
+    ShardStatus, WindowState,
 };
 
 const SCHEMA: &str = "
@@ -27,9 +27,63 @@ CREATE TABLE IF NOT EXISTS shards (
     lease_counter INTEGER NOT NULL DEFAULT 0,
     updated_at TEXT NOT NULL,
     window TEXT,
+    restart_at TEXT,
     PRIMARY KEY (mapping_uuid, shard_id)
 );
 ";
+
+/// An exclusive lock on a store file, held by the daemon for its whole life so that
+/// `esmd checkpoints` cannot change a store under a running daemon. The operating system
+/// drops it when the process exits, even after `kill -9`.
+#[derive(Debug)]
+pub struct StoreLock {
+    _file: std::fs::File,
+}
+
+impl StoreLock {
+    /// The lock file beside the store (`<path>.lock`).
+    pub fn path_for(store: &Path) -> std::path::PathBuf {
+        let mut name = store.as_os_str().to_owned();
+        name.push(".lock");
+        name.into()
+    }
+
+    /// Takes the lock, or says who holds it.
+    pub fn acquire(store: &Path) -> Result<Self, CheckpointError> {
+        let path = Self::path_for(store);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| storage(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| storage(format!("cannot open {}: {e}", path.display())))?;
+        match file.try_lock() {
+            Ok(()) => {
+                use std::io::{Seek, Write};
+                let _ = file.set_len(0);
+                let _ = file.seek(std::io::SeekFrom::Start(0));
+                let _ = writeln!(file, "{}", std::process::id());
+                Ok(StoreLock { _file: file })
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let pid = std::fs::read_to_string(&path).unwrap_or_default();
+                Err(CheckpointError::Storage(format!(
+                    "{} is in use by a running esmd (pid {}); stop it first",
+                    store.display(),
+                    pid.trim()
+                )))
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(storage(format!("cannot lock {}: {e}", path.display())))
+            }
+        }
+    }
+}
 
 /// The SQLite store. Cheap to clone; calls run on the blocking pool.
 #[derive(Clone)]
@@ -79,18 +133,20 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(storage)?;
         conn.execute_batch(SCHEMA).map_err(storage)?;
-        // Stores written before tumbling windows lack the `window` column.
-        let has_window: bool = conn
-            .query_row(
-                "SELECT COUNT(*) FROM pragma_table_info('shards') WHERE name = 'window'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map_err(storage)?
-            > 0;
-        if !has_window {
-            conn.execute_batch("ALTER TABLE shards ADD COLUMN window TEXT")
-                .map_err(storage)?;
+        // Stores written by older versions lack the later columns.
+        for column in ["window", "restart_at"] {
+            let present: bool = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM pragma_table_info('shards') WHERE name = ?1",
+                    [column],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(storage)?
+                > 0;
+            if !present {
+                conn.execute_batch(&format!("ALTER TABLE shards ADD COLUMN {column} TEXT"))
+                    .map_err(storage)?;
+            }
         }
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
         Ok(SqliteStore {
@@ -132,6 +188,32 @@ impl SqliteStore {
         read_shards(&conn, uuid)
     }
 
+    /// Moves a shard to an operator-chosen position (for the CLI): the checkpoint and any
+    /// window state are cleared, the shard reads again from `position`, and the lease counter
+    /// moves so that a stale writer is refused. The shard's row is created if needed.
+    pub fn set_position_blocking(
+        &self,
+        uuid: &str,
+        shard_id: &str,
+        position: &RestartAt,
+    ) -> Result<(), CheckpointError> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        conn.execute(
+            "INSERT INTO shards (mapping_uuid, shard_id, status, updated_at) \
+             VALUES (?1, ?2, 'reading', ?3) ON CONFLICT DO NOTHING",
+            params![uuid, shard_id, now()],
+        )
+        .map_err(storage)?;
+        conn.execute(
+            "UPDATE shards SET sequence_number = NULL, window = NULL, restart_at = ?3, \
+             status = 'reading', owner = NULL, lease_counter = lease_counter + 1, updated_at = ?4 \
+             WHERE mapping_uuid = ?1 AND shard_id = ?2",
+            params![uuid, shard_id, position.to_text(), now()],
+        )
+        .map_err(storage)?;
+        Ok(())
+    }
+
     /// Deletes a mapping's state without a runtime (for the CLI).
     pub fn reset_blocking(&self, uuid: &str) -> Result<usize, CheckpointError> {
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
@@ -142,7 +224,7 @@ impl SqliteStore {
 fn read_shards(conn: &Connection, uuid: &str) -> Result<Vec<ShardCheckpoint>, CheckpointError> {
     let mut stmt = conn
         .prepare(
-            "SELECT shard_id, sequence_number, status, updated_at, window FROM shards \
+            "SELECT shard_id, sequence_number, status, updated_at, window, restart_at FROM shards \
              WHERE mapping_uuid = ?1 ORDER BY shard_id",
         )
         .map_err(storage)?;
@@ -154,6 +236,7 @@ fn read_shards(conn: &Connection, uuid: &str) -> Result<Vec<ShardCheckpoint>, Ch
                 status: r.get(2)?,
                 updated_at: r.get(3)?,
                 window: r.get(4)?,
+                restart_at: r.get(5)?,
             })
         })
         .map_err(storage)?;
@@ -171,6 +254,7 @@ struct Row {
     status: String,
     updated_at: String,
     window: Option<String>,
+    restart_at: Option<String>,
 }
 
 impl Row {
@@ -193,6 +277,14 @@ impl Row {
                 .map(|w| serde_json::from_str::<WindowState>(&w))
                 .transpose()
                 .map_err(|e| storage(format!("shard {shard_id}: stored window: {e}")))?,
+            restart_at: match self.restart_at {
+                None => None,
+                Some(text) => Some(RestartAt::parse(&text).ok_or_else(|| {
+                    storage(format!(
+                        "shard {shard_id}: unknown restart position `{text}`"
+                    ))
+                })?),
+            },
             shard_id,
             updated_at: self.updated_at,
         })
@@ -244,7 +336,7 @@ fn write_checkpoint(
             }
         }
         tx.execute(
-            "UPDATE shards SET sequence_number = ?3, updated_at = ?4 \
+            "UPDATE shards SET sequence_number = ?3, updated_at = ?4, restart_at = NULL \
              WHERE mapping_uuid = ?1 AND shard_id = ?2",
             params![lease.mapping_uuid, lease.shard_id, proposed.as_str(), now()],
         )
@@ -346,8 +438,8 @@ impl CheckpointStore for SqliteStore {
             .map_err(storage)?;
             let (row, counter): (Row, i64) = tx
                 .query_row(
-                    "SELECT sequence_number, status, updated_at, window, lease_counter \
-                     FROM shards WHERE mapping_uuid = ?1 AND shard_id = ?2",
+                    "SELECT sequence_number, status, updated_at, window, lease_counter, \
+                     restart_at FROM shards WHERE mapping_uuid = ?1 AND shard_id = ?2",
                     params![uuid, shard],
                     |r| {
                         Ok((
@@ -357,6 +449,7 @@ impl CheckpointStore for SqliteStore {
                                 status: r.get(1)?,
                                 updated_at: r.get(2)?,
                                 window: r.get(3)?,
+                                restart_at: r.get(5)?,
                             },
                             r.get(4)?,
                         ))

@@ -121,6 +121,9 @@ impl StreamApi for SdkDynamoDbStreams {
                     req.shard_iterator_type(ShardIteratorType::TrimHorizon)
                 }
                 IteratorPosition::Latest => req.shard_iterator_type(ShardIteratorType::Latest),
+                IteratorPosition::AtSequenceNumber(s) => req
+                    .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
+                    .sequence_number(s.as_str()),
                 IteratorPosition::AfterSequenceNumber(s) => req
                     .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
                     .sequence_number(s.as_str()),

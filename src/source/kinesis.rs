@@ -129,6 +129,9 @@ impl StreamApi for SdkKinesis {
                 IteratorPosition::AtTimestamp(t) => req
                     .shard_iterator_type(ShardIteratorType::AtTimestamp)
                     .timestamp(SdkDateTime::from_millis(t.timestamp_millis())),
+                IteratorPosition::AtSequenceNumber(s) => req
+                    .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
+                    .starting_sequence_number(s.as_str()),
                 IteratorPosition::AfterSequenceNumber(s) => req
                     .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
                     .starting_sequence_number(s.as_str()),

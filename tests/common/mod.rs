@@ -374,6 +374,22 @@ impl Esmd {
         self.spawn();
     }
 
+    /// Runs `esmd checkpoints --config <this config> <args…>`: (success, stdout, stderr).
+    pub fn checkpoints(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_esmd"))
+            .arg("checkpoints")
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(args)
+            .output()
+            .expect("run esmd checkpoints");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// `kill -9`: no drain, no final checkpoint.
     pub fn kill9(&mut self) {
         self.signal("KILL");

@@ -35,6 +35,7 @@ pub enum IteratorPosition {
     TrimHorizon,
     Latest,
     AtTimestamp(DateTime<Utc>),
+    AtSequenceNumber(SequenceNumber),
     AfterSequenceNumber(SequenceNumber),
 }
 

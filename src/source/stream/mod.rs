@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use crate::checkpoint::{ShardCheckpoint, ShardStatus};
+use crate::checkpoint::{RestartAt, ShardCheckpoint, ShardStatus};
 use crate::config::{MappingConfig, StartingPosition};
 use crate::failure::{error_state_backoff, ErrorAction};
 use crate::telemetry::events::{MappingErrored, MappingStarted, ShardStarted};
@@ -189,10 +189,18 @@ impl StreamSource {
                     .is_some_and(|s| s.status != ShardStatus::Skipped)
             });
             let checkpoint = state.and_then(|s| s.sequence_number.clone());
-            let position = match (&checkpoint, parent_was_read) {
-                (Some(seq), _) => IteratorPosition::AfterSequenceNumber(seq.clone()),
-                (None, true) => IteratorPosition::TrimHorizon,
-                (None, false) => self.configured_position(),
+            let restart_at = state.and_then(|s| s.restart_at.clone());
+            let position = match (&restart_at, &checkpoint, parent_was_read) {
+                // An operator moved the shard (`esmd checkpoints set`).
+                (Some(at), _, _) => match at {
+                    RestartAt::TrimHorizon => IteratorPosition::TrimHorizon,
+                    RestartAt::Latest => IteratorPosition::Latest,
+                    RestartAt::AtTimestamp(t) => IteratorPosition::AtTimestamp(*t),
+                    RestartAt::AtSequenceNumber(s) => IteratorPosition::AtSequenceNumber(s.clone()),
+                },
+                (None, Some(seq), _) => IteratorPosition::AfterSequenceNumber(seq.clone()),
+                (None, None, true) => IteratorPosition::TrimHorizon,
+                (None, None, false) => self.configured_position(),
             };
             let Some((lease, stored_now)) = ctx
                 .store
