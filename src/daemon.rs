@@ -191,13 +191,18 @@ fn start_mapping(
             message: e.to_string(),
         })?;
     let mapping = Arc::new(mapping.clone());
+    // A mapping with `esmd_http_target` delivers to its own HTTP endpoint instead of Lambda.
+    let invoker: Arc<dyn Invoker> = match &mapping.http_target {
+        Some(url) => Arc::new(crate::target::http::HttpInvoker::new(url)),
+        None => Arc::clone(&clients.invoker),
+    };
     match mapping.kind() {
         SourceKind::Sqs => {
             let source = SqsSource::new(
                 Arc::clone(&mapping),
                 filters,
                 Arc::clone(&clients.sqs),
-                Arc::clone(&clients.invoker),
+                Arc::clone(&invoker),
                 status,
                 shutdown,
             )
@@ -236,7 +241,7 @@ fn start_mapping(
                     mapping.source.region(),
                     account,
                 ),
-                invoker: Arc::clone(&clients.invoker),
+                invoker: Arc::clone(&invoker),
                 destinations: Arc::clone(&clients.destinations),
                 status: Arc::clone(&status),
                 shutdown: shutdown.clone(),

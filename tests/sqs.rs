@@ -816,3 +816,74 @@ async fn metrics_count_a_known_scenario() {
     // Bounded labels: no receipt handles or message ids.
     assert!(!text.contains("receipt") && !text.contains("messageId"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_target_gets_the_event_and_its_status_codes_follow_lambda_rules() {
+    let moto = Moto::start();
+    let (queue, dlq) = Queue::with_dlq(&moto, "to-app", 1, 2).await;
+    let throttled_once = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&throttled_once);
+    // The app: 200 for `good`, a partial failure for `bad`, 500 for `boom`, and one 429
+    // before a 200 for `busy`.
+    let app = FunctionServer::start(move |call, _| {
+        let record = &call.records()[0];
+        match record["body"].as_str().unwrap_or_default() {
+            "bad" => Reply::ok(
+                serde_json::json!({"batchItemFailures": [{"itemIdentifier": record["messageId"]}]})
+                    .to_string(),
+            ),
+            "boom" => Reply::status(500, "internal error"),
+            "busy" if !flag.swap(true, std::sync::atomic::Ordering::SeqCst) => {
+                Reply::status(429, "slow down")
+            }
+            _ => Reply::ok(""),
+        }
+    });
+    let target = format!("{}/2015-03-31/functions/app/invocations", app.endpoint);
+    let esmd = Esmd::start(
+        &moto,
+        &app,
+        &format!(
+            "[[mapping]]\nevent_source_arn = \"{}\"\nfunction_name = \"not-lambda\"\nbatch_size = 1\n\
+             function_response_types = [\"ReportBatchItemFailures\"]\nesmd_http_target = \"{target}\"\n",
+            queue.arn
+        ),
+    );
+    for body in ["good", "bad", "boom", "busy"] {
+        queue.send(body).await;
+    }
+    eventually(
+        Duration::from_secs(40),
+        "bad and boom in the DLQ",
+        Some(&esmd),
+        || async {
+            let mut dead = dlq.peek_bodies().await;
+            dead.sort();
+            dead == ["bad", "boom"] && queue.is_empty().await
+        },
+    )
+    .await;
+    let calls = app.calls();
+    // Every call came through the HTTP target (the path names `app`), not Lambda.
+    assert!(calls.iter().all(|c| c.function == "app"));
+    assert_eq!(
+        calls[0].records()[0]["eventSource"],
+        "aws:sqs",
+        "the same event JSON"
+    );
+    let count = |body: &str| {
+        calls
+            .iter()
+            .filter(|c| c.records()[0]["body"] == body)
+            .count()
+    };
+    assert_eq!(count("good"), 1);
+    assert_eq!(count("busy"), 2, "a 429 is retried");
+    assert_eq!(
+        count("bad"),
+        2,
+        "reported failed, redelivered until maxReceiveCount"
+    );
+    assert_eq!(count("boom"), 2, "a 500 is a function error");
+    assert!(throttled_once.load(std::sync::atomic::Ordering::SeqCst));
+}

@@ -79,6 +79,10 @@ pub struct MappingConfig {
     pub filter_patterns: Vec<String>,
     pub sqs: Option<SqsSettings>,
     pub stream: Option<StreamSettings>,
+    /// `esmd_http_target`: POST events to this plain HTTP endpoint instead of invoking
+    /// Lambda (a sidecar's app). `function_name` still names the function in logs, metrics
+    /// and failure records.
+    pub http_target: Option<String>,
 }
 
 /// Settings that only SQS mappings have.

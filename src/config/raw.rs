@@ -65,6 +65,7 @@ pub struct RawMapping {
     pub tumbling_window_in_seconds: Option<i64>,
     /// esmd's own extension (SQS only): exponential backoff for failed messages.
     pub esmd_retry_backoff: Option<RawRetryBackoff>,
+    pub esmd_http_target: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -76,7 +77,7 @@ pub struct RawRetryBackoff {
 
 impl RawMapping {
     /// Every top-level mapping field, for reporting unknown ones individually.
-    pub const FIELDS: [&'static str; 18] = [
+    pub const FIELDS: [&'static str; 19] = [
         "uuid",
         "event_source_arn",
         "function_name",
@@ -95,6 +96,7 @@ impl RawMapping {
         "destination_config",
         "tumbling_window_in_seconds",
         "esmd_retry_backoff",
+        "esmd_http_target",
     ];
 }
 

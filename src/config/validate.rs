@@ -379,6 +379,18 @@ fn validate_mapping(m: &RawMapping, p: &mut Problems<'_>) -> Option<MappingConfi
         }
     }
 
+    let http_target = m.esmd_http_target.clone();
+    if let Some(url) = &http_target {
+        // Plain HTTP: the target is an app beside esmd (same pod or host).
+        let scheme_ok = url.starts_with("http://");
+        let host = url.split_once("://").map_or("", |(_, rest)| rest);
+        if !scheme_ok || host.is_empty() || host.starts_with('/') {
+            p.push(
+                "esmd_http_target",
+                format!("`{url}` is not an http:// URL with a host (https is not supported for sidecar targets)"),
+            );
+        }
+    }
     let uuid = m.uuid.clone().unwrap_or_else(|| {
         let name = format!("{}\n{}", source.arn(), function_name);
         uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes()).to_string()
@@ -394,6 +406,7 @@ fn validate_mapping(m: &RawMapping, p: &mut Problems<'_>) -> Option<MappingConfi
         filter_patterns,
         sqs,
         stream,
+        http_target,
     })
 }
 

@@ -3,6 +3,7 @@
 //! The Lambda implementation lives in [`lambda`]; tests use in-memory invokers. Workers
 //! never look at SDK errors: they branch on [`InvokeOutcome::action`].
 
+pub mod http;
 pub mod lambda;
 
 use std::time::Duration;

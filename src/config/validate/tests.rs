@@ -194,6 +194,24 @@ fn retry_age_and_destination_rules() {
         &problems(&format!("{base}tumbling_window_in_seconds = 901\n")),
         "tumbling_window_in_seconds"
     ));
+    for bad in [
+        "ftp://app/events",
+        "http://",
+        "https://app/events",
+        "app:8080",
+    ] {
+        assert!(
+            has(
+                &problems(&format!("{base}esmd_http_target = \"{bad}\"\n")),
+                "esmd_http_target"
+            ),
+            "{bad}"
+        );
+    }
+    assert!(problems(&format!(
+        "{base}esmd_http_target = \"http://127.0.0.1:8080/events\"\n"
+    ))
+    .is_empty());
     assert!(has(
         &problems(&format!("{base}destination_config = {{ on_failure = {{ destination_arn = \"arn:aws:lambda:us-east-1:123456789012:function:x\" }} }}\n")),
         "destination_config.on_failure.destination_arn"
