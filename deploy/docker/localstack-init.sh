@@ -1,0 +1,2 @@
+#!/bin/sh
+awslocal sqs create-queue --queue-name orders
