@@ -887,3 +887,36 @@ async fn an_http_target_gets_the_event_and_its_status_codes_follow_lambda_rules(
     assert_eq!(count("boom"), 2, "a 500 is a function error");
     assert!(throttled_once.load(std::sync::atomic::Ordering::SeqCst));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_credentials_or_payloads_in_any_log_line_at_any_level() {
+    let moto = Moto::start();
+    let queue = Queue::create(&moto, "secrets", &[]).await;
+    let function = FunctionServer::start(|_, _| Reply::ok(""));
+    let secret_key = "fakeSecretKeyDoNotLog/0123456789abcdefXYZ";
+    let session_token = "FakeSessionTokenDoNotLog0123456789";
+    let payload = "PAYLOAD-MARKER-7f3a";
+    let esmd = Esmd::start_with_env(
+        &moto,
+        &function,
+        &mapping(&queue.arn, ""),
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIAFAKEDONOTLOG0001"),
+            ("AWS_SECRET_ACCESS_KEY", secret_key),
+            ("AWS_SESSION_TOKEN", session_token),
+            ("RUST_LOG", "trace"),
+        ],
+    );
+    queue.send(&format!("{{\"card\":\"{payload}\"}}")).await;
+    eventually(Duration::from_secs(20), "delivery", Some(&esmd), || async {
+        function.calls().len() == 1 && queue.is_empty().await
+    })
+    .await;
+    let logs = esmd.logs();
+    assert!(logs.lines().count() > 50, "trace logging is on");
+    for (i, line) in logs.lines().enumerate() {
+        for secret in [secret_key, session_token, payload] {
+            assert!(!line.contains(secret), "line {i} leaks `{secret}`: {line}");
+        }
+    }
+}

@@ -187,9 +187,30 @@ impl Registry {
 
 /// Initialises `tracing`: human-readable by default, JSON with `json = true`; levels from
 /// `RUST_LOG` (default `info`).
+/// Targets whose trace output contains request and response bodies or signed headers.
+pub const WIRE_LOG_CAPS: [&str; 7] = [
+    "aws_smithy_runtime=debug",
+    "aws_smithy_runtime_api=debug",
+    "aws_smithy_http_client=debug",
+    "aws_sigv4=debug",
+    "aws_runtime=debug",
+    "hyper=info",
+    "hyper_util=info",
+];
+
 pub fn init_logging(json: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // The AWS SDK and hyper log whole HTTP requests and responses at trace level: message
+    // bodies, record payloads, and the signed headers that carry a session token. They are
+    // capped below trace unless the operator asks for wire logs with ESMD_LOG_WIRE=1.
+    if std::env::var("ESMD_LOG_WIRE").as_deref() != Ok("1") {
+        for directive in WIRE_LOG_CAPS {
+            if let Ok(d) = directive.parse() {
+                filter = filter.add_directive(d);
+            }
+        }
+    }
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
