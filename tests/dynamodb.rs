@@ -4,51 +4,9 @@ mod common;
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType, StreamSpecification, StreamViewType,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, StreamViewType};
 use common::*;
 use serde_json::Value;
-
-async fn table_with_stream(
-    client: &aws_sdk_dynamodb::Client,
-    name: &str,
-    view: StreamViewType,
-) -> String {
-    let out = client
-        .create_table()
-        .table_name(name)
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .stream_specification(
-            StreamSpecification::builder()
-                .stream_enabled(true)
-                .stream_view_type(view)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .expect("create table");
-    out.table_description()
-        .and_then(|t| t.latest_stream_arn())
-        .expect("stream arn")
-        .to_string()
-}
 
 async fn insert_modify_remove(client: &aws_sdk_dynamodb::Client, table: &str) {
     for v in ["1", "2"] {
@@ -223,13 +181,7 @@ async fn tumbling_windows_carry_state_and_close_with_a_final_invocation() {
     );
     let esmd = Esmd::start(&moto, &function, &config);
     // Start just after a window boundary so that the three writes share a window.
-    loop {
-        let ms = chrono::Utc::now().timestamp_millis() % 4000;
-        if ms < 300 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(4000 - ms as u64 + 20)).await;
-    }
+    at_window_start(4).await;
     for id in ["a", "b", "c"] {
         client
             .put_item()

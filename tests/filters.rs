@@ -10,10 +10,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType, StreamSpecification, StreamViewType,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, StreamViewType};
 use base64::Engine;
 use common::*;
 use serde_json::{json, Value};
@@ -459,38 +456,7 @@ async fn every_operator_on_dynamodb_typed_images() {
     let mut config = String::new();
     for (name, pattern, matching, other) in &cases {
         let table = format!("t-{name}");
-        let arn = client
-            .create_table()
-            .table_name(&table)
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name("id")
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .unwrap(),
-            )
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("id")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .unwrap(),
-            )
-            .billing_mode(BillingMode::PayPerRequest)
-            .stream_specification(
-                StreamSpecification::builder()
-                    .stream_enabled(true)
-                    .stream_view_type(StreamViewType::NewImage)
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .expect("create table")
-            .table_description()
-            .and_then(|t| t.latest_stream_arn())
-            .unwrap()
-            .to_string();
+        let arn = table_with_stream(&client, &table, StreamViewType::NewImage).await;
         let pattern = match pattern.get("@") {
             Some(whole) => whole.clone(),
             None => json!({"dynamodb": {"NewImage": pattern}}),
@@ -520,7 +486,7 @@ async fn every_operator_on_dynamodb_typed_images() {
         }
     }
     let function = FunctionServer::start(|_, _| Reply::ok(""));
-    let esmd = Esmd::start(&moto, &function, &config);
+    let _esmd = Esmd::start(&moto, &function, &config);
     let tag = |r: &Value| {
         Some(format!(
             "{}:{}",

@@ -550,17 +550,6 @@ async fn records_older_than_the_maximum_age_are_reported_without_a_response_cont
     assert!(function.calls().len() >= 2, "retried until the age passed");
 }
 
-/// Waits until a tumbling window of `secs` has just begun, so a short test stays inside it.
-async fn at_window_start(secs: i64) {
-    loop {
-        let ms = chrono::Utc::now().timestamp_millis() % (secs * 1000);
-        if ms < 300 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis((secs * 1000 - ms) as u64 + 20)).await;
-    }
-}
-
 fn state_count(call: &Invocation) -> u64 {
     call.event["state"]["count"].as_u64().unwrap_or(0)
 }
