@@ -76,26 +76,46 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
-        tokio::spawn(watch_signals(shutdown.clone()));
+        let (reload_tx, reloads) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(watch_signals(
+            shutdown.clone(),
+            path.to_path_buf(),
+            reload_tx,
+        ));
         let clients = esmd::daemon::Clients::from_aws(&config).await;
-        esmd::daemon::run(config, clients, shutdown).await?;
+        esmd::daemon::run_with_reload(config, clients, shutdown, reloads).await?;
         Ok(())
     })
 }
 
-/// Cancels the root token on SIGTERM or SIGINT.
-async fn watch_signals(shutdown: CancellationToken) {
+/// Cancels the root token on SIGTERM or SIGINT; on SIGHUP loads the config file again and
+/// hands the result (or its error) to the daemon.
+async fn watch_signals(
+    shutdown: CancellationToken,
+    path: std::path::PathBuf,
+    reloads: tokio::sync::mpsc::UnboundedSender<esmd::daemon::ReloadRequest>,
+) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         tracing::error!("cannot install signal handlers");
         return;
     };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM received"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT received"); break; }
+            _ = hup.recv() => {
+                tracing::info!(path = %path.display(), "SIGHUP received: reloading the config");
+                let loaded = Config::load(&path);
+                if reloads.send(loaded).is_err() {
+                    break;
+                }
+            }
+        }
     }
     shutdown.cancel();
 }

@@ -247,3 +247,69 @@ impl ShardReadFailed<'_> {
         );
     }
 }
+
+/// SIGHUP: a new configuration was loaded and applied to the running mappings.
+pub struct ConfigReloaded<'a> {
+    pub added: &'a [String],
+    pub removed: &'a [String],
+    pub changed: &'a [String],
+    pub unchanged: usize,
+}
+
+impl ConfigReloaded<'_> {
+    pub fn emit(&self) {
+        tracing::info!(
+            added = ?self.added,
+            removed = ?self.removed,
+            changed = ?self.changed,
+            unchanged = self.unchanged,
+            "config reloaded"
+        );
+    }
+}
+
+/// SIGHUP: the new configuration failed to load or validate; nothing changed.
+pub struct ConfigReloadRejected<'a> {
+    pub error: &'a str,
+}
+
+impl ConfigReloadRejected<'_> {
+    pub fn emit(&self) {
+        tracing::error!(
+            error = self.error,
+            "config reload rejected; the running mappings are unchanged"
+        );
+    }
+}
+
+/// SIGHUP: sections that are read only at start-up changed; they apply after a restart.
+pub struct ConfigNeedsRestart<'a> {
+    pub sections: &'a [&'static str],
+}
+
+impl ConfigNeedsRestart<'_> {
+    pub fn emit(&self) {
+        tracing::warn!(
+            sections = ?self.sections,
+            "config sections changed that take effect only after a restart"
+        );
+    }
+}
+
+/// A mapping was stopped by a reload (removed or about to restart with new settings).
+pub struct MappingStopped<'a> {
+    pub uuid: &'a str,
+    pub reason: &'a str,
+    pub drained: bool,
+}
+
+impl MappingStopped<'_> {
+    pub fn emit(&self) {
+        tracing::info!(
+            mapping = self.uuid,
+            reason = self.reason,
+            drained = self.drained,
+            "mapping stopped"
+        );
+    }
+}

@@ -289,6 +289,8 @@ pub struct Esmd {
     pub log: PathBuf,
     pub dir: tempfile::TempDir,
     config_path: PathBuf,
+    /// The `[http]`, `[state]` and `[daemon]` sections written before each body.
+    header: String,
     env: Vec<(String, String)>,
 }
 
@@ -316,12 +318,12 @@ impl Esmd {
     ) -> Esmd {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
-        let config = format!(
-            "[http]\nlisten = \"127.0.0.1:{port}\"\n[state]\npath = \"{}\"\n[daemon]\nshutdown_timeout_seconds = 10\n{body}",
+        let header = format!(
+            "[http]\nlisten = \"127.0.0.1:{port}\"\n[state]\npath = \"{}\"\n[daemon]\nshutdown_timeout_seconds = 10\n",
             dir.path().join("state.db").display()
         );
         let config_path = dir.path().join("esmd.toml");
-        std::fs::write(&config_path, config).expect("write config");
+        std::fs::write(&config_path, format!("{header}{body}")).expect("write config");
         let log = dir.path().join("esmd.log");
         let mut all_env: Vec<(String, String)> = vec![
             ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
@@ -342,6 +344,7 @@ impl Esmd {
             log,
             dir,
             config_path,
+            header,
             env: all_env,
         };
         esmd.spawn();
@@ -366,6 +369,12 @@ impl Esmd {
         self.wait_for(Duration::from_secs(30), "admin endpoint", || {
             http_get(&format!("{}/healthz", self.admin)).is_ok()
         });
+    }
+
+    /// Replaces the mappings in the config file (same `[http]`, `[state]`, `[daemon]`); send
+    /// SIGHUP to apply it.
+    pub fn rewrite_config(&self, body: &str) {
+        std::fs::write(&self.config_path, format!("{}{body}", self.header)).expect("write config");
     }
 
     /// Starts esmd again with the same config and state (after it exited or was killed).

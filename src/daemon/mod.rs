@@ -4,16 +4,24 @@
 //! Shutdown order: the root token stops every poller from receiving; in-flight invocations
 //! get `daemon.shutdown_timeout` to finish and be acknowledged; then the `abandon` token ends
 //! whatever is left; the admin server stops last, so probes see the drain.
+//!
+//! Live reload ([`reload`]): on SIGHUP `main` loads the file again and hands the result to
+//! [`run_with_reload`]; each mapping has its own child tokens, so one can drain and stop while
+//! the others keep polling.
+
+pub mod reload;
 
 use std::sync::Arc;
 
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::aws::AwsContext;
 use crate::batch::BatchLimits;
 use crate::checkpoint::{CheckpointError, CheckpointStore, SqliteStore, StoreLock};
-use crate::config::{Config, EventSource, MappingConfig, SourceKind};
+use crate::config::{Config, ConfigError, EventSource, MappingConfig, SourceKind};
 use crate::failure::destination::{DestinationSender, SdkDestinations, StreamKind};
 use crate::filter::FilterSet;
 use crate::source::dynamodb::SdkDynamoDbStreams;
@@ -23,6 +31,9 @@ use crate::source::stream::process::{Processor, RetryDelays};
 use crate::source::stream::{self, ReadPacing, ShardContext, StreamApi, StreamSource};
 use crate::target::lambda::LambdaInvoker;
 use crate::target::Invoker;
+use crate::telemetry::events::{
+    ConfigNeedsRestart, ConfigReloadRejected, ConfigReloaded, MappingStopped,
+};
 use crate::telemetry::{MappingStatus, Registry};
 
 #[derive(Debug, thiserror::Error)]
@@ -95,15 +106,28 @@ impl Clients {
     }
 }
 
+/// A reload request: the configuration file loaded again (on SIGHUP), or why it could not be.
+pub type ReloadRequest = Result<Config, ConfigError>;
+
 /// Runs every mapping until `shutdown` is cancelled, then drains.
 pub async fn run(
     config: Config,
     clients: Clients,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
+    let (_no_reloads, reloads) = mpsc::unbounded_channel();
+    run_with_reload(config, clients, shutdown, reloads).await
+}
+
+/// Like [`run`], and applies each configuration received on `reloads` to the running set:
+/// see [`reload`].
+pub async fn run_with_reload(
+    config: Config,
+    clients: Clients,
+    shutdown: CancellationToken,
+    mut reloads: mpsc::UnboundedReceiver<ReloadRequest>,
+) -> Result<(), DaemonError> {
     let registry = Arc::new(Registry::default());
-    let tracker = TaskTracker::new();
-    let abandon = CancellationToken::new();
     let http_stop = CancellationToken::new();
 
     let http_task = match config.http.listen {
@@ -113,68 +137,220 @@ pub async fn run(
         None => None,
     };
 
-    // The checkpoint store is opened only when a stream mapping needs it; an unusable store
-    // is fatal (the daemon cannot keep its promises without it).
-    let mut store_lock = None;
-    let store: Option<Arc<dyn CheckpointStore>> = if config
-        .enabled_mappings()
-        .any(|m| m.kind() != SourceKind::Sqs)
-    {
-        let path = config.state.path.clone();
-        let state_error = |source| DaemonError::State {
-            path: path.display().to_string(),
-            source,
-        };
-        // Held until the daemon returns: `esmd checkpoints` refuses to touch a live store.
-        store_lock = Some(StoreLock::acquire(&path).map_err(state_error)?);
-        let store = SqliteStore::open(&path).map_err(state_error)?;
-        tracing::info!(path = %path.display(), "checkpoint store open");
-        Some(Arc::new(store))
-    } else {
-        None
+    let mut supervisor = Supervisor {
+        clients,
+        registry,
+        tracker: TaskTracker::new(),
+        root: shutdown.clone(),
+        abandon: CancellationToken::new(),
+        store: None,
+        store_lock: None,
+        running: Vec::new(),
+        config: config.clone(),
     };
-
+    supervisor.open_store_if_needed(&config)?;
     for mapping in &config.mappings {
-        let status = Arc::new(MappingStatus::new(mapping));
-        registry.add(Arc::clone(&status));
-        if !mapping.enabled {
-            tracing::info!(mapping = %mapping.uuid, "mapping disabled");
-            continue;
-        }
-        start_mapping(
-            mapping,
-            &clients,
-            status,
-            Shutdown {
-                stop_receiving: shutdown.child_token(),
-                abandon: abandon.child_token(),
-            },
-            &tracker,
-            store.as_ref(),
-        )?;
+        supervisor.start(mapping)?;
     }
-    tracker.close();
 
-    shutdown.cancelled().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(mut request) = reloads.recv() => {
+                // Several SIGHUPs during one reload: only the latest file matters.
+                while let Ok(newer) = reloads.try_recv() {
+                    request = newer;
+                }
+                match request {
+                Ok(next) => supervisor.reload(next).await,
+                Err(e) => ConfigReloadRejected { error: &e.to_string() }.emit(),
+                }
+            }
+        }
+    }
+
+    let timeout = supervisor.config.daemon.shutdown_timeout;
     tracing::info!(
-        deadline_secs = config.daemon.shutdown_timeout.as_secs(),
+        deadline_secs = timeout.as_secs(),
         "shutting down: draining in-flight batches"
     );
-    if tokio::time::timeout(config.daemon.shutdown_timeout, tracker.wait())
-        .await
-        .is_err()
-    {
+    let tracker = supervisor.tracker.clone();
+    tracker.close();
+    if tokio::time::timeout(timeout, tracker.wait()).await.is_err() {
         tracing::warn!("shutdown deadline passed; abandoning in-flight invocations");
-        abandon.cancel();
+        supervisor.abandon.cancel();
         tracker.wait().await;
     }
     http_stop.cancel();
     if let Some(task) = http_task {
         let _ = task.await;
     }
-    drop(store_lock);
+    drop(supervisor);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// One running mapping: its settings, its own stop tokens (children of the daemon's) and its
+/// task.
+struct Running {
+    config: MappingConfig,
+    shutdown: Shutdown,
+    task: Option<JoinHandle<()>>,
+}
+
+/// Owns the running mappings: starts them, stops them one by one, applies reloads.
+struct Supervisor {
+    clients: Clients,
+    registry: Arc<Registry>,
+    tracker: TaskTracker,
+    root: CancellationToken,
+    abandon: CancellationToken,
+    store: Option<Arc<dyn CheckpointStore>>,
+    /// Held until the daemon returns: `esmd checkpoints` refuses to touch a live store.
+    store_lock: Option<StoreLock>,
+    running: Vec<Running>,
+    /// What is running: the mappings as last applied, the other sections as at start-up.
+    config: Config,
+}
+
+impl Supervisor {
+    /// Opens the checkpoint store when a stream mapping first needs it. An unusable store is
+    /// fatal at start-up (the daemon cannot keep its promises without it) and rejects a reload.
+    fn open_store_if_needed(&mut self, config: &Config) -> Result<(), DaemonError> {
+        if self.store.is_some()
+            || config
+                .enabled_mappings()
+                .all(|m| m.kind() == SourceKind::Sqs)
+        {
+            return Ok(());
+        }
+        let path = self.config.state.path.clone();
+        let state_error = |source| DaemonError::State {
+            path: path.display().to_string(),
+            source,
+        };
+        let lock = StoreLock::acquire(&path).map_err(state_error)?;
+        let store = SqliteStore::open(&path).map_err(state_error)?;
+        tracing::info!(path = %path.display(), "checkpoint store open");
+        self.store_lock = Some(lock);
+        self.store = Some(Arc::new(store));
+        Ok(())
+    }
+
+    fn start(&mut self, mapping: &MappingConfig) -> Result<(), DaemonError> {
+        let status = Arc::new(MappingStatus::new(mapping));
+        self.registry.add(Arc::clone(&status));
+        let shutdown = Shutdown {
+            stop_receiving: self.root.child_token(),
+            abandon: self.abandon.child_token(),
+        };
+        let task = if mapping.enabled {
+            Some(start_mapping(
+                mapping,
+                &self.clients,
+                status,
+                shutdown.clone(),
+                &self.tracker,
+                self.store.as_ref(),
+            )?)
+        } else {
+            tracing::info!(mapping = %mapping.uuid, "mapping disabled");
+            None
+        };
+        self.running.push(Running {
+            config: mapping.clone(),
+            shutdown,
+            task,
+        });
+        Ok(())
+    }
+
+    /// Stops the given mappings together: no new polls, in-flight batches get
+    /// `shutdown_timeout` to finish and be acknowledged, then whatever is left is abandoned
+    /// (released, not acknowledged). Returns once every task has ended.
+    async fn stop(&mut self, uuids: &[String], reason: &str) {
+        let mut stopping = Vec::new();
+        self.running.retain_mut(|r| {
+            if uuids.contains(&r.config.uuid) {
+                r.shutdown.stop_receiving.cancel();
+                stopping.push((
+                    r.config.uuid.clone(),
+                    r.shutdown.abandon.clone(),
+                    r.task.take(),
+                ));
+                false
+            } else {
+                true
+            }
+        });
+        let timeout = self.config.daemon.shutdown_timeout;
+        let drains = stopping
+            .into_iter()
+            .map(|(uuid, abandon, task)| async move {
+                let mut drained = true;
+                if let Some(mut task) = task {
+                    if tokio::time::timeout(timeout, &mut task).await.is_err() {
+                        drained = false;
+                        abandon.cancel();
+                        let _ = task.await;
+                    }
+                }
+                (uuid, drained)
+            });
+        for (uuid, drained) in futures::future::join_all(drains).await {
+            self.registry.remove(&uuid);
+            MappingStopped {
+                uuid: &uuid,
+                reason,
+                drained,
+            }
+            .emit();
+        }
+    }
+
+    /// Applies a new configuration: removed and changed mappings drain and stop, then changed
+    /// and added ones start; unchanged ones are not touched.
+    async fn reload(&mut self, next: Config) {
+        let plan = reload::plan(&self.config, &next);
+        if !plan.needs_restart.is_empty() {
+            ConfigNeedsRestart {
+                sections: &plan.needs_restart,
+            }
+            .emit();
+        }
+        if let Err(e) = self.open_store_if_needed(&next) {
+            ConfigReloadRejected {
+                error: &e.to_string(),
+            }
+            .emit();
+            return;
+        }
+        let mut stopping = plan.removed.clone();
+        stopping.extend(plan.changed.iter().cloned());
+        self.stop(&stopping, "reload").await;
+        self.config.daemon = next.daemon.clone();
+        self.config.mappings = next.mappings.clone();
+        if self.root.is_cancelled() {
+            return;
+        }
+        for mapping in next
+            .mappings
+            .iter()
+            .filter(|m| plan.added.contains(&m.uuid) || plan.changed.contains(&m.uuid))
+        {
+            if let Err(e) = self.start(mapping) {
+                // Validation already compiled the filters; this is a last line of defence.
+                tracing::error!(mapping = %mapping.uuid, error = %e, "mapping cannot start");
+            }
+        }
+        ConfigReloaded {
+            added: &plan.added,
+            removed: &plan.removed,
+            changed: &plan.changed,
+            unchanged: plan.unchanged.len(),
+        }
+        .emit();
+    }
 }
 
 fn start_mapping(
@@ -184,7 +360,7 @@ fn start_mapping(
     shutdown: Shutdown,
     tracker: &TaskTracker,
     store: Option<&Arc<dyn CheckpointStore>>,
-) -> Result<(), DaemonError> {
+) -> Result<JoinHandle<()>, DaemonError> {
     let filters =
         FilterSet::compile(&mapping.filter_patterns).map_err(|e| DaemonError::Mapping {
             uuid: mapping.uuid.clone(),
@@ -210,7 +386,7 @@ fn start_mapping(
                 uuid: mapping.uuid.clone(),
                 message: "not an SQS source".into(),
             })?;
-            tracker.spawn(Arc::new(source).run());
+            Ok(tracker.spawn(Arc::new(source).run()))
         }
         SourceKind::Kinesis | SourceKind::DynamoDbStreams => {
             let missing = |what: &str| DaemonError::Mapping {
@@ -271,8 +447,7 @@ fn start_mapping(
                 mapping: Arc::clone(&mapping),
                 ctx: Arc::new(ctx),
             };
-            tracker.spawn(source.run());
+            Ok(tracker.spawn(source.run()))
         }
     }
-    Ok(())
 }
