@@ -435,6 +435,51 @@ async fn the_batching_window_gathers_across_receives() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batching_window_opens_when_the_first_message_arrives() {
+    let moto = Moto::start();
+    let queue = Queue::create(&moto, "window-opens", &[]).await;
+    let function = FunctionServer::start(|_, _| Reply::ok(""));
+    let esmd = Esmd::start(
+        &moto,
+        &function,
+        &mapping(
+            &queue.arn,
+            "batch_size = 50\nmaximum_batching_window_in_seconds = 4",
+        ),
+    );
+    esmd.wait_for(Duration::from_secs(20), "readyz", || {
+        esmd.get("/readyz").0 == 200
+    });
+    // Two messages 3 s apart on an idle queue, with a 4 s window. A window that opens with the
+    // first message holds both and closes about 4 s after it; windows that tick from when
+    // polling started close at a random point, usually between the two messages.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    queue.send("first").await;
+    let sent = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    queue.send("second").await;
+    eventually(
+        Duration::from_secs(20),
+        "delivered",
+        Some(&esmd),
+        || async { function.bodies().len() == 2 },
+    )
+    .await;
+    let calls = function.calls();
+    assert_eq!(
+        calls.len(),
+        1,
+        "one window: {:?}",
+        calls.iter().map(|c| c.bodies()).collect::<Vec<_>>()
+    );
+    let waited = calls[0].started.duration_since(sent);
+    assert!(
+        waited >= Duration::from_millis(3500),
+        "the window closed {waited:?} after the first message"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_size_caps_a_batch() {
     let moto = Moto::start();
     let queue = Queue::create(&moto, "cap", &[]).await;

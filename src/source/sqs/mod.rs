@@ -312,7 +312,9 @@ impl SqsSource {
     }
 
     /// Receives until the batch is full by count or size, or the batching window ends. With no
-    /// window, the first receive that returns messages completes the batch.
+    /// window, the first receive that returns messages completes the batch. The window opens
+    /// when the first message arrives: an empty queue is long-polled (20 s), so an idle mapping
+    /// makes few requests and a message on an idle queue waits one window, not up to two.
     async fn gather(&self, queue: &Queue, leftover: &mut Vec<Received>) -> Gathered {
         let mut batch = Batch::new(self.limits);
         for record in std::mem::take(leftover) {
@@ -325,16 +327,23 @@ impl SqsSource {
             return Gathered::Batch(batch);
         }
         let window = self.limits.window;
-        let started = Instant::now();
+        let mut opened: Option<Instant> = None;
+        let mut swept = false;
         loop {
             let wait = if window.is_zero() {
                 MAX_WAIT
-            } else {
+            } else if let Some(started) = opened {
                 let remaining = window.saturating_sub(started.elapsed());
                 if remaining.is_zero() {
-                    break;
+                    // One short poll at the close sweeps up what arrived in the last second.
+                    if swept {
+                        break;
+                    }
+                    swept = true;
                 }
                 remaining.min(MAX_WAIT)
+            } else {
+                MAX_WAIT
             };
             let requested = batch.remaining_records().min(10);
             let received = tokio::select! {
@@ -353,20 +362,24 @@ impl SqsSource {
                 queue.scaled.notify_waiters();
             }
             if messages.is_empty() {
-                if window.is_zero() {
+                let Some(started) = opened.filter(|_| !window.is_zero()) else {
                     break;
-                }
-                // A sub-second remainder is a short poll; wait it out instead of spinning.
+                };
+                // A sub-second remainder would be a short poll; wait it out instead of
+                // spinning, then sweep once.
                 let remaining = window.saturating_sub(started.elapsed());
                 if remaining < Duration::from_secs(1) {
-                    tokio::time::sleep(remaining).await;
-                    break;
+                    tokio::select! {
+                        _ = tokio::time::sleep(remaining) => {}
+                        _ = self.shutdown.stop_receiving.cancelled() => {}
+                    }
                 }
                 continue;
             }
             let messages = self.claim_fifo_groups(queue, messages).await;
             MappingMetrics::add(&self.status.metrics.polled, messages.len());
             let received_at = Instant::now();
+            opened.get_or_insert(received_at);
             for message in messages {
                 let json = match record_json(&message, self.mapping.source.arn(), &self.region) {
                     Ok(json) => json,
