@@ -1,0 +1,107 @@
+//! `esmd-bench`: runs the release `esmd` binary as a separate process against moto server and
+//! against an in-memory loopback backend, beside a raw-SDK baseline (and serverless-offline-sqs
+//! on moto, when installed), and prints one table. See `bench/README.md`.
+
+mod baseline;
+mod function;
+mod loopback;
+mod peer;
+mod proc;
+mod report;
+mod workloads;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "esmd-bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the benchmarks and prints the table.
+    Run {
+        /// The esmd binary to measure (build it with `cargo build --release`).
+        #[arg(long, default_value = "target/release/esmd")]
+        esmd: PathBuf,
+        /// The moto server command.
+        #[arg(long, default_value = "moto_server")]
+        moto: String,
+        /// A few hundred records, short idle: checks that the benchmark still works.
+        #[arg(long)]
+        smoke: bool,
+        /// Backends: loopback, moto (comma-separated).
+        #[arg(long, default_value = "loopback,moto")]
+        backends: String,
+        /// Where the JSON results go.
+        #[arg(long, default_value = "bench/results/latest.json")]
+        json: PathBuf,
+        /// The serverless-offline-sqs project (with node_modules); skipped if missing.
+        #[arg(long, default_value = "bench/peer")]
+        peer: PathBuf,
+        /// Seconds of idleness before "RSS after idle" is read.
+        #[arg(long)]
+        idle_seconds: Option<u64>,
+    },
+    /// Internal: the raw-SDK SQS loop (endpoints from the AWS environment variables).
+    BaselineSqs {
+        queue_url: String,
+        function: String,
+        batch: usize,
+        loops: usize,
+        count: usize,
+    },
+    /// Internal: the raw-SDK Kinesis loop.
+    BaselineKinesis {
+        stream: String,
+        function: String,
+        batch: usize,
+        count: usize,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Run {
+                esmd,
+                moto,
+                smoke,
+                backends,
+                json,
+                peer,
+                idle_seconds,
+            } => {
+                let settings = workloads::Settings::new(smoke, esmd, moto, peer, idle_seconds)?;
+                let backends: Vec<String> = backends.split(',').map(str::to_string).collect();
+                let results = workloads::run_all(&settings, &backends).await?;
+                let table = report::table(&results);
+                println!("{table}");
+                report::write_json(&json, &settings, &results)?;
+                println!("results written to {}", json.display());
+                Ok(())
+            }
+            Command::BaselineSqs {
+                queue_url,
+                function,
+                batch,
+                loops,
+                count,
+            } => baseline::sqs(queue_url, function, batch, loops, count).await,
+            Command::BaselineKinesis {
+                stream,
+                function,
+                batch,
+                count,
+            } => baseline::kinesis(stream, function, batch, count).await,
+        }
+    })
+}
