@@ -46,6 +46,9 @@ enum Command {
         /// Seconds of idleness before "RSS after idle" is read.
         #[arg(long)]
         idle_seconds: Option<u64>,
+        /// Runs only the workloads whose name contains this text ("peer" for the peer).
+        #[arg(long)]
+        only: Option<String>,
     },
     /// Internal: the raw-SDK SQS loop (endpoints from the AWS environment variables).
     BaselineSqs {
@@ -79,8 +82,10 @@ fn main() -> anyhow::Result<()> {
                 json,
                 peer,
                 idle_seconds,
+                only,
             } => {
-                let settings = workloads::Settings::new(smoke, esmd, moto, peer, idle_seconds)?;
+                let mut settings = workloads::Settings::new(smoke, esmd, moto, peer, idle_seconds)?;
+                settings.only = only;
                 let backends: Vec<String> = backends.split(',').map(str::to_string).collect();
                 let results = workloads::run_all(&settings, &backends).await?;
                 let table = report::table(&results);

@@ -48,12 +48,14 @@ pub async fn run(
         .env("SLS_TELEMETRY_DISABLED", "1")
         .env("SLS_NOTIFICATIONS_MODE", "off")
         .env("SLS_DEPRECATION_DISABLE", "*");
-    aws_env(&mut cmd, backend, function_url);
-    let runner = Runner {
+    let log = settings.work_dir.join("peer.log");
+    aws_env(&mut cmd, backend, function_url, &log)?;
+    let mut runner = Runner {
         child: cmd.spawn().context("cannot start serverless offline")?,
+        log,
     };
     let timeout = Duration::from_secs(if settings.smoke { 180 } else { 900 });
-    let d = drain(function, &source, backend, &runner, records, timeout).await;
+    let d = drain(function, &source, backend, &mut runner, records, timeout).await;
     let peak = crate::proc::peak_rss_mib(runner.pid());
     runner.stop();
     let d = d?;

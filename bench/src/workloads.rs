@@ -35,6 +35,13 @@ pub struct Settings {
     pub latency_samples: usize,
     pub self_exe: PathBuf,
     pub work_dir: PathBuf,
+    pub only: Option<String>,
+}
+
+impl Settings {
+    fn selected(&self, name: &str) -> bool {
+        self.only.as_deref().is_none_or(|only| name.contains(only))
+    }
 }
 
 impl Settings {
@@ -56,13 +63,14 @@ impl Settings {
             smoke,
             esmd: std::fs::canonicalize(esmd)?,
             moto,
-            peer,
+            peer: std::fs::canonicalize(&peer).unwrap_or(peer),
             idle: Duration::from_secs(idle_seconds.unwrap_or(if smoke { 2 } else { 60 })),
             records_loopback: if smoke { 500 } else { 50_000 },
             records_moto: if smoke { 200 } else { 3_000 },
             latency_samples: if smoke { 5 } else { 100 },
             self_exe: std::env::current_exe()?,
             work_dir,
+            only: None,
         })
     }
 }
@@ -499,6 +507,7 @@ fn item(i: usize) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::
 /// A runner process (esmd or the baseline) with its CPU and memory readings.
 pub(crate) struct Runner {
     pub(crate) child: Child,
+    pub(crate) log: PathBuf,
 }
 
 impl Runner {
@@ -522,7 +531,14 @@ impl Runner {
     }
 }
 
-pub(crate) fn aws_env(cmd: &mut Command, backend: &Backend, function_url: &str) {
+/// The AWS environment of a runner process; its stderr goes to `log`.
+pub(crate) fn aws_env(
+    cmd: &mut Command,
+    backend: &Backend,
+    function_url: &str,
+    log: &std::path::Path,
+) -> anyhow::Result<()> {
+    cmd.stderr(std::fs::File::create(log)?);
     cmd.env("AWS_ACCESS_KEY_ID", "bench")
         .env("AWS_SECRET_ACCESS_KEY", "bench")
         .env("AWS_REGION", REGION)
@@ -530,8 +546,8 @@ pub(crate) fn aws_env(cmd: &mut Command, backend: &Backend, function_url: &str) 
         .env("AWS_ENDPOINT_URL_LAMBDA", function_url)
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+        .stdout(Stdio::null());
+    Ok(())
 }
 
 fn mapping_toml(w: &Workload, arn: &str) -> String {
@@ -568,9 +584,10 @@ fn start_esmd(
     std::fs::write(&path, config)?;
     let mut cmd = Command::new(&settings.esmd);
     cmd.arg("run").arg("--config").arg(&path);
-    aws_env(&mut cmd, backend, function_url);
+    aws_env(&mut cmd, backend, function_url, &dir.join("esmd.log"))?;
     Ok(Runner {
         child: cmd.spawn().context("cannot start esmd")?,
+        log: dir.join("esmd.log"),
     })
 }
 
@@ -593,11 +610,16 @@ fn start_baseline(
         _ => return None,
     }
     cmd.arg(count.to_string());
-    aws_env(&mut cmd, backend, function_url);
+    let log = settings
+        .work_dir
+        .join(format!("{}-baseline.log", source.name()));
+    if let Err(e) = aws_env(&mut cmd, backend, function_url, &log) {
+        return Some(Err(e));
+    }
     Some(
         cmd.spawn()
             .context("cannot start the baseline")
-            .map(|child| Runner { child }),
+            .map(|child| Runner { child, log }),
     )
 }
 
@@ -613,7 +635,7 @@ pub(crate) async fn drain(
     function: &Function,
     source: &Source,
     backend: &Backend,
-    runner: &Runner,
+    runner: &mut Runner,
     count: usize,
     timeout: Duration,
 ) -> anyhow::Result<Drain> {
@@ -631,6 +653,11 @@ pub(crate) async fn drain(
             started.elapsed() < timeout,
             "timed out: {delivered} of {count} records delivered"
         );
+        if let Ok(Some(status)) = runner.child.try_wait() {
+            if delivered < count {
+                anyhow::bail!("the runner exited ({status}) after {delivered} of {count} records; its log is in {}", runner.log.display());
+            }
+        }
         tokio::time::sleep(Duration::from_millis(if delivered >= count {
             20
         } else {
@@ -669,7 +696,7 @@ pub async fn run_all(settings: &Settings, backends: &[String]) -> anyhow::Result
             other => anyhow::bail!("unknown backend {other} (loopback, moto)"),
         };
         for (n, w) in WORKLOADS.iter().enumerate() {
-            if !backend.supports(w) {
+            if !backend.supports(w) || !settings.selected(&w.name()) {
                 continue;
             }
             eprintln!("[{}] {} ...", backend.name, w.name());
@@ -687,7 +714,7 @@ pub async fn run_all(settings: &Settings, backends: &[String]) -> anyhow::Result
                 }
             }
         }
-        if backend.name == "moto" {
+        if backend.name == "moto" && settings.selected("peer serverless-offline-sqs") {
             eprintln!("[moto] serverless-offline-sqs ...");
             let records = settings.records_moto;
             match crate::peer::run(settings, &backend, &function, &function_url, records).await {
@@ -740,8 +767,16 @@ async fn run_one(
     if let Some(runner) =
         start_baseline(settings, backend, function_url, w, &baseline_source, count)
     {
-        let runner = runner?;
-        let d = drain(function, &baseline_source, backend, &runner, count, timeout).await;
+        let mut runner = runner?;
+        let d = drain(
+            function,
+            &baseline_source,
+            backend,
+            &mut runner,
+            count,
+            timeout,
+        )
+        .await;
         let peak = proc::peak_rss_mib(runner.pid());
         runner.stop();
         let d = d?;
@@ -757,7 +792,7 @@ async fn run_one(
     source.preload(backend, 0..count).await?;
     let samples = settings.latency_samples;
     function.reset(count + samples);
-    let runner = start_esmd(
+    let mut runner = start_esmd(
         settings,
         backend,
         function_url,
@@ -765,7 +800,14 @@ async fn run_one(
         tag,
     )?;
     let result = measure_esmd(
-        settings, backend, function, w, &source, &runner, count, timeout,
+        settings,
+        backend,
+        function,
+        w,
+        &source,
+        &mut runner,
+        count,
+        timeout,
     )
     .await;
     runner.stop();
@@ -784,7 +826,7 @@ async fn measure_esmd(
     function: &Function,
     w: &Workload,
     source: &Source,
-    runner: &Runner,
+    runner: &mut Runner,
     count: usize,
     timeout: Duration,
 ) -> anyhow::Result<Row> {
@@ -805,8 +847,10 @@ async fn measure_esmd(
         while function.lock().first[i].is_none() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        // Spread sends over poll cycles so that the figure is not one lucky phase.
-        tokio::time::sleep(Duration::from_millis(37)).await;
+        // A pseudo-random pause (0-1.2 s) so that sends fall anywhere in a poll cycle rather
+        // than right after a poll.
+        let jitter = (i as u64).wrapping_mul(2_654_435_761) % 1_200;
+        tokio::time::sleep(Duration::from_millis(jitter)).await;
     }
     let elapsed = phase.elapsed().as_secs_f64();
     let mut latencies: Vec<f64> = {
