@@ -511,9 +511,13 @@ async fn a_split_finishes_the_parent_before_the_children_start() {
                 && v["shardId-000000000002"]["status"] == "reading"
         },
     );
-    assert!(esmd
-        .logs()
-        .contains("closed shard read past its EndingSequenceNumber"));
+    // moto never ends a closed shard's iterator; esmd notices the EndingSequenceNumber instead.
+    // (LocalStack, like AWS, returns a null NextShardIterator.)
+    if std::env::var("ESMD_TEST_ENDPOINT").is_err() {
+        assert!(esmd
+            .logs()
+            .contains("closed shard read past its EndingSequenceNumber"));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

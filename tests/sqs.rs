@@ -826,6 +826,15 @@ async fn metrics_count_a_known_scenario() {
     )
     .await;
     let m = |name: &str| esmd.metric(name, uuid);
+    // RUST_LOG is `info,esmd=debug` here: the SDK's own debug output stays off.
+    let sdk_debug: Vec<String> = esmd
+        .logs()
+        .lines()
+        .filter(|l| l.contains("DEBUG") && !l.contains(" esmd"))
+        .take(3)
+        .map(String::from)
+        .collect();
+    assert!(sdk_debug.is_empty(), "{sdk_debug:#?}");
     assert_eq!(m("esmd_polled_events_total"), 5, "4 received, keep-3 twice");
     assert_eq!(m("esmd_filtered_out_events_total"), 1);
     assert_eq!(m("esmd_invoked_events_total"), 4, "3 kept, keep-3 twice");

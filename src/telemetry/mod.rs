@@ -198,13 +198,24 @@ pub const WIRE_LOG_CAPS: [&str; 7] = [
     "hyper_util=info",
 ];
 
+/// Whether [`WIRE_LOG_CAPS`] must be added to the `RUST_LOG` directives.
+pub fn wire_caps_needed(directives: &str, wire_logs_requested: bool) -> bool {
+    !wire_logs_requested && directives.to_ascii_lowercase().contains("trace")
+}
+
 pub fn init_logging(json: bool) {
     use tracing_subscriber::EnvFilter;
-    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let directives = std::env::var("RUST_LOG").unwrap_or_default();
+    let mut filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
+    if directives.trim().is_empty() {
+        filter = EnvFilter::new("info");
+    }
     // The AWS SDK and hyper log whole HTTP requests and responses at trace level: message
     // bodies, record payloads, and the signed headers that carry a session token. They are
-    // capped below trace unless the operator asks for wire logs with ESMD_LOG_WIRE=1.
-    if std::env::var("ESMD_LOG_WIRE").as_deref() != Ok("1") {
+    // capped below trace unless the operator asks for wire logs with ESMD_LOG_WIRE=1. The caps
+    // apply only when some directive asks for trace: a cap is itself a directive, and added to
+    // `RUST_LOG=warn` it would turn the SDK's debug output on.
+    if wire_caps_needed(&directives, std::env::var("ESMD_LOG_WIRE").as_deref() == Ok("1")) {
         for directive in WIRE_LOG_CAPS {
             if let Ok(d) = directive.parse() {
                 filter = filter.add_directive(d);
@@ -223,4 +234,19 @@ pub fn init_logging(json: bool) {
     };
     // Already initialised (tests): keep the existing subscriber.
     let _ = result;
+}
+
+#[cfg(test)]
+mod logging_tests {
+    use super::wire_caps_needed;
+
+    #[test]
+    fn wire_caps_apply_only_when_trace_is_asked_for() {
+        assert!(!wire_caps_needed("", false));
+        assert!(!wire_caps_needed("warn", false));
+        assert!(!wire_caps_needed("info,esmd=debug", false));
+        assert!(wire_caps_needed("trace", false));
+        assert!(wire_caps_needed("info,aws_smithy_runtime=TRACE", false));
+        assert!(!wire_caps_needed("trace", true));
+    }
 }
