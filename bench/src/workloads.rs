@@ -67,7 +67,7 @@ impl Settings {
             idle: Duration::from_secs(idle_seconds.unwrap_or(if smoke { 2 } else { 60 })),
             records_loopback: if smoke { 500 } else { 50_000 },
             records_moto: if smoke { 200 } else { 3_000 },
-            latency_samples: if smoke { 5 } else { 100 },
+            latency_samples: if smoke { 5 } else { 40 },
             self_exe: std::env::current_exe()?,
             work_dir,
             only: None,
@@ -847,9 +847,9 @@ async fn measure_esmd(
         while function.lock().first[i].is_none() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        // A pseudo-random pause (0-1.2 s) so that sends fall anywhere in a poll cycle rather
+        // A pseudo-random pause (0-1 s) so that sends fall anywhere in a poll cycle rather
         // than right after a poll.
-        let jitter = (i as u64).wrapping_mul(2_654_435_761) % 1_200;
+        let jitter = (i as u64).wrapping_mul(2_654_435_761) % 1_000;
         tokio::time::sleep(Duration::from_millis(jitter)).await;
     }
     let elapsed = phase.elapsed().as_secs_f64();
