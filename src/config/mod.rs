@@ -130,6 +130,9 @@ pub struct StreamSettings {
     pub maximum_record_age: Option<Duration>,
     pub on_failure: Option<FailureDestination>,
     pub tumbling_window: Option<Duration>,
+    /// `esmd_poll_interval_ms`: how often a caught-up shard is read (not an AWS setting).
+    /// `None` is AWS's cadence: once a second for Kinesis, four times for DynamoDB Streams.
+    pub poll_interval: Option<Duration>,
 }
 
 impl MappingConfig {

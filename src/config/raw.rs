@@ -66,6 +66,8 @@ pub struct RawMapping {
     /// esmd's own extension (SQS only): exponential backoff for failed messages.
     pub esmd_retry_backoff: Option<RawRetryBackoff>,
     pub esmd_http_target: Option<String>,
+    /// esmd's own extension (streams only): how often a caught-up shard is read.
+    pub esmd_poll_interval_ms: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,7 +79,7 @@ pub struct RawRetryBackoff {
 
 impl RawMapping {
     /// Every top-level mapping field, for reporting unknown ones individually.
-    pub const FIELDS: [&'static str; 19] = [
+    pub const FIELDS: [&'static str; 20] = [
         "uuid",
         "event_source_arn",
         "function_name",
@@ -97,6 +99,7 @@ impl RawMapping {
         "tumbling_window_in_seconds",
         "esmd_retry_backoff",
         "esmd_http_target",
+        "esmd_poll_interval_ms",
     ];
 }
 

@@ -357,6 +357,12 @@ fn validate_mapping(m: &RawMapping, p: &mut Problems<'_>) -> Option<MappingConfi
                     max: std::time::Duration::from_secs(max.max(base) as u64),
                 }
             });
+            if m.esmd_poll_interval_ms.is_some() {
+                p.push(
+                    "esmd_poll_interval_ms",
+                    "is only supported for Kinesis and DynamoDB Streams mappings; SQS is long-polled",
+                );
+            }
             sqs = Some(SqsSettings {
                 maximum_concurrency,
                 retry_backoff,
@@ -549,6 +555,12 @@ fn validate_stream(
         0,
         0..=900,
     );
+    // 200 ms is Kinesis's limit of 5 GetRecords a second per shard, shared by all consumers.
+    let poll_interval = m.esmd_poll_interval_ms.map(|ms| {
+        Duration::from_millis(
+            p.int_in("esmd_poll_interval_ms", Some(ms), 1000, 200..=10_000) as u64,
+        )
+    });
     let on_failure = match m
         .destination_config
         .as_ref()
@@ -582,6 +594,7 @@ fn validate_stream(
         maximum_record_age: (age >= 60).then(|| Duration::from_secs(age as u64)),
         on_failure,
         tumbling_window: (tumbling > 0).then(|| Duration::from_secs(tumbling as u64)),
+        poll_interval,
     })
 }
 

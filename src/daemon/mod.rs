@@ -428,6 +428,7 @@ fn start_mapping(
                 .as_ref()
                 .map(|s| s.parallelization_factor)
                 .unwrap_or(1);
+            let pacing = with_poll_interval(pacing, &mapping);
             let ctx = ShardContext {
                 uuid: mapping.uuid.clone(),
                 api,
@@ -449,5 +450,42 @@ fn start_mapping(
             };
             Ok(tracker.spawn(source.run()))
         }
+    }
+}
+
+/// The source's read pacing, with the mapping's `esmd_poll_interval_ms` when it has one.
+fn with_poll_interval(pacing: ReadPacing, mapping: &MappingConfig) -> ReadPacing {
+    match mapping.stream.as_ref().and_then(|s| s.poll_interval) {
+        Some(idle_interval) => ReadPacing {
+            idle_interval,
+            ..pacing
+        },
+        None => pacing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinesis(extra: &str) -> MappingConfig {
+        let text = format!(
+            "[[mapping]]\nevent_source_arn = \"arn:aws:kinesis:us-east-1:123456789012:stream/s\"\nfunction_name = \"f\"\nstarting_position = \"LATEST\"\n{extra}"
+        );
+        match Config::parse(&text) {
+            Ok(c) => c.mappings[0].clone(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn the_poll_interval_replaces_only_the_idle_interval() {
+        let tuned =
+            with_poll_interval(ReadPacing::KINESIS, &kinesis("esmd_poll_interval_ms = 500"));
+        assert_eq!(tuned.idle_interval, std::time::Duration::from_millis(500));
+        assert_eq!(tuned.min_interval, ReadPacing::KINESIS.min_interval);
+        assert_eq!(tuned.max_records, ReadPacing::KINESIS.max_records);
+        let default = with_poll_interval(ReadPacing::KINESIS, &kinesis(""));
+        assert_eq!(default.idle_interval, ReadPacing::KINESIS.idle_interval);
     }
 }

@@ -215,7 +215,10 @@ pub fn init_logging(json: bool) {
     // capped below trace unless the operator asks for wire logs with ESMD_LOG_WIRE=1. The caps
     // apply only when some directive asks for trace: a cap is itself a directive, and added to
     // `RUST_LOG=warn` it would turn the SDK's debug output on.
-    if wire_caps_needed(&directives, std::env::var("ESMD_LOG_WIRE").as_deref() == Ok("1")) {
+    if wire_caps_needed(
+        &directives,
+        std::env::var("ESMD_LOG_WIRE").as_deref() == Ok("1"),
+    ) {
         for directive in WIRE_LOG_CAPS {
             if let Ok(d) = directive.parse() {
                 filter = filter.add_directive(d);

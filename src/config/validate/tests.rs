@@ -315,3 +315,36 @@ fn esmd_retry_backoff_is_sqs_only_and_bounded() {
     let p = problems(stream);
     assert!(p.iter().any(|p| p.field == "esmd_retry_backoff"), "{p:?}");
 }
+
+#[test]
+fn esmd_poll_interval_is_streams_only_and_bounded() {
+    let kinesis = "[[mapping]]\nevent_source_arn = \"arn:aws:kinesis:us-east-1:123456789012:stream/s\"\nfunction_name = \"f\"\nstarting_position = \"LATEST\"\n";
+    let config = Config::parse(&format!("{kinesis}esmd_poll_interval_ms = 500\n")).expect("valid");
+    assert_eq!(
+        config.mappings[0]
+            .stream
+            .as_ref()
+            .and_then(|s| s.poll_interval),
+        Some(std::time::Duration::from_millis(500))
+    );
+    let default = Config::parse(kinesis).expect("valid");
+    assert_eq!(
+        default.mappings[0]
+            .stream
+            .as_ref()
+            .and_then(|s| s.poll_interval),
+        None
+    );
+    for bad in ["100", "20000"] {
+        let p = problems(&format!("{kinesis}esmd_poll_interval_ms = {bad}\n"));
+        assert!(
+            p.iter()
+                .any(|p| p.field == "esmd_poll_interval_ms" && p.message.contains("200")),
+            "{bad}: {p:?}"
+        );
+    }
+    let sqs = "[[mapping]]\nevent_source_arn = \"arn:aws:sqs:us-east-1:123456789012:q\"\nfunction_name = \"f\"\nesmd_poll_interval_ms = 500\n";
+    assert!(problems(sqs)
+        .iter()
+        .any(|p| p.field == "esmd_poll_interval_ms"));
+}

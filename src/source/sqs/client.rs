@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-    MessageSystemAttributeName, QueueAttributeName,
+    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
 };
 use futures::future::BoxFuture;
 
@@ -270,36 +270,28 @@ impl SqsApi for SdkSqs {
         queue_url: &'a str,
         entries: &'a [ReceiptRef<'a>],
     ) -> BoxFuture<'a, Result<Vec<FailedEntry>, SqsError>> {
-        Box::pin(async move {
-            let mut failed = Vec::new();
-            for (chunk_index, chunk) in entries.chunks(10).enumerate() {
-                let request_entries = chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(i, e)| {
-                        DeleteMessageBatchRequestEntry::builder()
-                            .id(i.to_string())
-                            .receipt_handle(e.receipt_handle)
-                            .build()
-                            .map_err(|err| SqsError::Other(err.to_string()))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                let out = self
-                    .client
-                    .delete_message_batch()
-                    .queue_url(queue_url)
-                    .set_entries(Some(request_entries))
-                    .send()
-                    .await
-                    .map_err(classify)?;
-                failed.extend(out.failed.iter().map(|f| FailedEntry {
-                    index: chunk_index * 10 + f.id().parse::<usize>().unwrap_or(0),
-                    code: f.code().to_string(),
-                    message: f.message().unwrap_or_default().to_string(),
-                }));
-            }
-            Ok(failed)
-        })
+        Box::pin(in_requests_of_ten(entries, move |chunk| async move {
+            let request_entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(e.receipt_handle)
+                        .build()
+                        .map_err(|err| SqsError::Other(err.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let out = self
+                .client
+                .delete_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(request_entries))
+                .send()
+                .await
+                .map_err(classify)?;
+            Ok(out.failed)
+        }))
     }
 
     fn change_visibility<'a>(
@@ -307,36 +299,52 @@ impl SqsApi for SdkSqs {
         queue_url: &'a str,
         entries: &'a [(ReceiptRef<'a>, Duration)],
     ) -> BoxFuture<'a, Result<Vec<FailedEntry>, SqsError>> {
-        Box::pin(async move {
-            let mut failed = Vec::new();
-            for (chunk_index, chunk) in entries.chunks(10).enumerate() {
-                let request_entries = chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (e, timeout))| {
-                        ChangeMessageVisibilityBatchRequestEntry::builder()
-                            .id(i.to_string())
-                            .receipt_handle(e.receipt_handle)
-                            .visibility_timeout(timeout.as_secs().min(43_200) as i32)
-                            .build()
-                            .map_err(|err| SqsError::Other(err.to_string()))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                let out = self
-                    .client
-                    .change_message_visibility_batch()
-                    .queue_url(queue_url)
-                    .set_entries(Some(request_entries))
-                    .send()
-                    .await
-                    .map_err(classify)?;
-                failed.extend(out.failed.iter().map(|f| FailedEntry {
-                    index: chunk_index * 10 + f.id().parse::<usize>().unwrap_or(0),
-                    code: f.code().to_string(),
-                    message: f.message().unwrap_or_default().to_string(),
-                }));
-            }
-            Ok(failed)
-        })
+        Box::pin(in_requests_of_ten(entries, move |chunk| async move {
+            let request_entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, (e, timeout))| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(e.receipt_handle)
+                        .visibility_timeout(timeout.as_secs().min(43_200) as i32)
+                        .build()
+                        .map_err(|err| SqsError::Other(err.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let out = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(request_entries))
+                .send()
+                .await
+                .map_err(classify)?;
+            Ok(out.failed)
+        }))
     }
+}
+
+/// DeleteMessageBatch and ChangeMessageVisibilityBatch take at most 10 entries: sends one
+/// request per 10 entries, all at once, and maps each failed entry back to its index in
+/// `entries`. A request that fails as a whole fails the call (the caller retries them all;
+/// deleting or hiding a message twice is harmless).
+async fn in_requests_of_ten<'a, T, F, Fut>(
+    entries: &'a [T],
+    send: F,
+) -> Result<Vec<FailedEntry>, SqsError>
+where
+    F: Fn(&'a [T]) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<BatchResultErrorEntry>, SqsError>>,
+{
+    let results = futures::future::join_all(entries.chunks(10).map(send)).await;
+    let mut failed = Vec::new();
+    for (chunk_index, result) in results.into_iter().enumerate() {
+        failed.extend(result?.iter().map(|f| FailedEntry {
+            index: chunk_index * 10 + f.id().parse::<usize>().unwrap_or(0),
+            code: f.code().to_string(),
+            message: f.message().unwrap_or_default().to_string(),
+        }));
+    }
+    Ok(failed)
 }

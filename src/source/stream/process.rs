@@ -88,6 +88,7 @@ const NO_STREAM_SETTINGS: crate::config::StreamSettings = crate::config::StreamS
     maximum_record_age: None,
     on_failure: None,
     tumbling_window: None,
+    poll_interval: None,
 };
 
 /// How a batch ended.
