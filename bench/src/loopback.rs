@@ -490,10 +490,16 @@ impl Loopback {
                 })
             })
             .collect();
+        // How far the next unread record is behind now, as Kinesis reports it; 0 when caught up.
+        let behind = s
+            .records
+            .get(end)
+            .map(|r| (now_millis() as f64 - r.arrival_secs * 1000.0).max(1.0) as u64)
+            .unwrap_or(0);
         ok(json!({
             "Records": records,
             "NextShardIterator": format!("{name}|{shard}|{end}"),
-            "MillisBehindLatest": 0,
+            "MillisBehindLatest": behind,
         }))
     }
 }
