@@ -280,6 +280,13 @@ async fn read(
     let mut failures = 0u32;
     let mut empty_reads = 0u32;
     let mut next_read = Instant::now();
+    // A tumbling window holds its records until it closes, so it is not held to a read-ahead.
+    let windowed = ctx
+        .processor
+        .mapping
+        .stream
+        .as_ref()
+        .is_some_and(|s| s.tumbling_window.is_some());
     loop {
         if stop.is_cancelled() || progress.failure().is_some() {
             return false;
@@ -288,13 +295,26 @@ async fn read(
             _ = tokio::time::sleep_until(next_read) => {}
             _ = stop.cancelled() => return false,
         }
+        let limit = match &iterator {
+            Some(_) if !windowed => {
+                let outstanding = progress.watermark.lock().await.outstanding();
+                read_limit(
+                    ctx.pacing.max_records,
+                    ctx.limits.max_records,
+                    ctx.lanes,
+                    outstanding,
+                )
+            }
+            _ => ctx.pacing.max_records,
+        };
+        if limit == 0 {
+            // The lanes hold a full read-ahead: read again once they have invoked some of it.
+            next_read = Instant::now() + ctx.pacing.min_interval;
+            continue;
+        }
         let requested_at = chrono::Utc::now();
         let result = match &iterator {
-            Some(it) => {
-                ctx.api
-                    .get_records(shard_id, it, ctx.pacing.max_records)
-                    .await
-            }
+            Some(it) => ctx.api.get_records(shard_id, it, limit).await,
             None => match ctx
                 .api
                 .shard_iterator(shard_id, &position(&last_read))
@@ -411,6 +431,25 @@ async fn read(
         }
         iterator = batch.next_iterator;
     }
+}
+
+/// How many records a shard keeps read but not yet checkpointed, at least: four batches per
+/// lane, and never less than 1,000 so that small batches still read in bulk.
+const READ_AHEAD_BATCHES: usize = 4;
+const MIN_READ_AHEAD: usize = 1_000;
+
+/// The GetRecords limit for the next read: what the read-ahead budget has room for, at most
+/// the source's maximum per call. 0 means wait: the lanes have enough to work on. Without it a
+/// shard that is behind reads 10,000 records every 200 ms while its function takes them 100 at
+/// a time, and memory grows with the backlog.
+pub fn read_limit(
+    max_per_call: usize,
+    batch_size: usize,
+    lanes: usize,
+    outstanding: usize,
+) -> usize {
+    let budget = (batch_size * lanes.max(1) * READ_AHEAD_BATCHES).max(MIN_READ_AHEAD);
+    budget.saturating_sub(outstanding).min(max_per_call)
 }
 
 /// Registers records, settles the filtered-out ones and hands the rest to their lanes.
@@ -568,6 +607,31 @@ mod tests {
     use crate::target::{InvokeOutcome, Invoker};
     use bytes::Bytes;
     use futures::future::BoxFuture;
+
+    #[test]
+    fn the_read_ahead_bounds_what_a_shard_holds() {
+        // batch 100, one lane: 1,000 records (the floor) at most.
+        assert_eq!(read_limit(10_000, 100, 1, 0), 1_000);
+        assert_eq!(read_limit(10_000, 100, 1, 600), 400);
+        assert_eq!(read_limit(10_000, 100, 1, 1_000), 0);
+        assert_eq!(read_limit(10_000, 100, 1, 5_000), 0);
+        // batch 1,000, four lanes: 16,000, capped per call.
+        assert_eq!(read_limit(10_000, 1_000, 4, 0), 10_000);
+        assert_eq!(read_limit(1_000, 1_000, 4, 15_500), 500);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_read_never_passes_the_budget_or_the_per_call_maximum(
+            max in 1usize..10_001, batch in 1usize..10_001, lanes in 1usize..11, outstanding in 0usize..200_000,
+        ) {
+            let limit = read_limit(max, batch, lanes, outstanding);
+            let budget = (batch * lanes * 4).max(1_000);
+            proptest::prop_assert!(limit <= max);
+            proptest::prop_assert!(outstanding + limit <= budget.max(outstanding));
+            proptest::prop_assert_eq!(limit == 0, outstanding >= budget);
+        }
+    }
 
     #[test]
     fn lanes_are_stable_per_key() {
