@@ -85,6 +85,8 @@ pub enum Workload {
     Kinesis {
         shards: usize,
         parallelization: usize,
+        /// `esmd_poll_interval_ms`, when not AWS's cadence.
+        poll_ms: Option<u64>,
     },
     DynamoDb,
     Idle {
@@ -108,16 +110,20 @@ impl Workload {
             Workload::Kinesis {
                 shards,
                 parallelization,
-            } => {
-                format!("Kinesis {shards} shards, batch 100, PF {parallelization}")
-            }
+                poll_ms,
+            } => match poll_ms {
+                None => format!("Kinesis {shards} shards, batch 100, PF {parallelization}"),
+                Some(ms) => format!(
+                    "Kinesis {shards} shards, batch 100, PF {parallelization}, poll {ms} ms"
+                ),
+            },
             Workload::DynamoDb => "DynamoDB Streams, batch 100".into(),
             Workload::Idle { mappings } => format!("idle, {mappings} SQS mappings"),
         }
     }
 }
 
-pub const WORKLOADS: [Workload; 7] = [
+pub const WORKLOADS: [Workload; 8] = [
     Workload::Sqs {
         fifo: false,
         batch: 10,
@@ -136,10 +142,17 @@ pub const WORKLOADS: [Workload; 7] = [
     Workload::Kinesis {
         shards: 4,
         parallelization: 1,
+        poll_ms: None,
     },
     Workload::Kinesis {
         shards: 4,
         parallelization: 4,
+        poll_ms: None,
+    },
+    Workload::Kinesis {
+        shards: 4,
+        parallelization: 1,
+        poll_ms: Some(500),
     },
     Workload::DynamoDb,
     Workload::Idle { mappings: 10 },
@@ -556,10 +569,17 @@ fn mapping_toml(w: &Workload, arn: &str) -> String {
         Workload::Sqs { batch, window, .. } => {
             m += &format!("batch_size = {batch}\nmaximum_batching_window_in_seconds = {window}\n")
         }
-        Workload::Kinesis { parallelization, .. } => {
+        Workload::Kinesis {
+            parallelization,
+            poll_ms,
+            ..
+        } => {
             m += &format!(
                 "batch_size = 100\nstarting_position = \"TRIM_HORIZON\"\nparallelization_factor = {parallelization}\n"
-            )
+            );
+            if let Some(ms) = poll_ms {
+                m += &format!("esmd_poll_interval_ms = {ms}\n");
+            }
         }
         Workload::DynamoDb => m += "batch_size = 100\nstarting_position = \"TRIM_HORIZON\"\n",
         Workload::Idle { .. } => {}
