@@ -43,8 +43,11 @@ done
 
 # Tests left out, and why (each is covered against moto in CI):
 skip=(
-  # LocalStack applies VisibilityTimeout=0 from ChangeMessageVisibilityBatch lazily; the
-  # exact redelivery timing these tests assert is moto's and AWS's.
+  # On SIGTERM esmd abandons its pending long poll and releases the messages it gathered.
+  # LocalStack keeps serving the abandoned poll, which receives a released message again and
+  # hides it for the visibility timeout (300 s in this test): the message is not lost, but the
+  # test's "visible at once" does not hold. See README, "Known limitations".
+  shutdown_releases_gathered_messages_at_once
 )
 args=()
 for t in "${skip[@]}"; do args+=(--skip "$t"); done

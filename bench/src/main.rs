@@ -92,6 +92,8 @@ fn main() -> anyhow::Result<()> {
                 println!("{table}");
                 report::write_json(&json, &settings, &results)?;
                 println!("results written to {}", json.display());
+                let failed = results.iter().filter(|r| r.error.is_some()).count();
+                anyhow::ensure!(failed == 0, "{failed} benchmark(s) failed");
                 Ok(())
             }
             Command::BaselineSqs {
