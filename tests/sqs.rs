@@ -396,14 +396,11 @@ async fn throttles_are_retried_with_backoff_within_the_visibility_timeout() {
     assert_eq!(esmd.metric("esmd_deleted_events_total", &uuid), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_batching_window_gathers_across_receives() {
-    let moto = Moto::start();
-    let queue = Queue::create(&moto, "window", &[]).await;
-    let function = FunctionServer::start(|_, _| Reply::ok(""));
+/// esmd with batch size 50 and a 4 s window on `queue`, once it is polling.
+fn polling_with_a_4s_window(moto: &Moto, function: &FunctionServer, queue: &Queue) -> Esmd {
     let esmd = Esmd::start(
-        &moto,
-        &function,
+        moto,
+        function,
         &mapping(
             &queue.arn,
             "batch_size = 50\nmaximum_batching_window_in_seconds = 4",
@@ -412,6 +409,15 @@ async fn the_batching_window_gathers_across_receives() {
     esmd.wait_for(Duration::from_secs(20), "readyz", || {
         esmd.get("/readyz").0 == 200
     });
+    esmd
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batching_window_gathers_across_receives() {
+    let moto = Moto::start();
+    let queue = Queue::create(&moto, "window", &[]).await;
+    let function = FunctionServer::start(|_, _| Reply::ok(""));
+    let esmd = polling_with_a_4s_window(&moto, &function, &queue);
     for i in 0..12 {
         queue.send(&format!("w{i}")).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -439,17 +445,7 @@ async fn the_batching_window_opens_when_the_first_message_arrives() {
     let moto = Moto::start();
     let queue = Queue::create(&moto, "window-opens", &[]).await;
     let function = FunctionServer::start(|_, _| Reply::ok(""));
-    let esmd = Esmd::start(
-        &moto,
-        &function,
-        &mapping(
-            &queue.arn,
-            "batch_size = 50\nmaximum_batching_window_in_seconds = 4",
-        ),
-    );
-    esmd.wait_for(Duration::from_secs(20), "readyz", || {
-        esmd.get("/readyz").0 == 200
-    });
+    let esmd = polling_with_a_4s_window(&moto, &function, &queue);
     // Two messages 3 s apart on an idle queue, with a 4 s window. A window that opens with the
     // first message holds both and closes about 4 s after it; windows that tick from when
     // polling started close at a random point, usually between the two messages.

@@ -55,13 +55,7 @@ pub async fn sqs(
                     .iter()
                     .map(|m| json!({"messageId": m.message_id, "body": m.body, "eventSource": "aws:sqs"}))
                     .collect();
-                let payload = serde_json::to_vec(&json!({"Records": records}))?;
-                lambda
-                    .invoke()
-                    .function_name(&function)
-                    .payload(aws_sdk_lambda::primitives::Blob::new(payload))
-                    .send()
-                    .await?;
+                invoke(&lambda, &function, records).await?;
                 for chunk in messages.chunks(10) {
                     let entries = chunk
                         .iter()
@@ -80,10 +74,7 @@ pub async fn sqs(
             Ok::<_, anyhow::Error>(())
         }));
     }
-    for t in tasks {
-        t.await??;
-    }
-    Ok(())
+    join(tasks).await
 }
 
 pub async fn kinesis(
@@ -137,18 +128,32 @@ pub async fn kinesis(
                         "sequenceNumber": r.sequence_number(), "partitionKey": r.partition_key(),
                     }}))
                     .collect();
-                let payload = serde_json::to_vec(&json!({"Records": records}))?;
-                lambda
-                    .invoke()
-                    .function_name(&function)
-                    .payload(aws_sdk_lambda::primitives::Blob::new(payload))
-                    .send()
-                    .await?;
+                invoke(&lambda, &function, records).await?;
                 done.fetch_add(out.records().len(), Ordering::Relaxed);
             }
             Ok::<_, anyhow::Error>(())
         }));
     }
+    join(tasks).await
+}
+
+/// One synchronous Invoke with `{"Records": records}`.
+async fn invoke(
+    lambda: &aws_sdk_lambda::Client,
+    function: &str,
+    records: Vec<serde_json::Value>,
+) -> anyhow::Result<()> {
+    let payload = serde_json::to_vec(&json!({ "Records": records }))?;
+    lambda
+        .invoke()
+        .function_name(function)
+        .payload(aws_sdk_lambda::primitives::Blob::new(payload))
+        .send()
+        .await?;
+    Ok(())
+}
+
+async fn join(tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>) -> anyhow::Result<()> {
     for t in tasks {
         t.await??;
     }

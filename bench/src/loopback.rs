@@ -159,6 +159,10 @@ impl Loopback {
         let name = request["StreamName"]
             .as_str()
             .or_else(|| request["StreamARN"].as_str()?.rsplit('/').next())?;
+        self.stream_named(name)
+    }
+
+    fn stream_named(&self, name: &str) -> Option<Arc<Stream>> {
         self.streams
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -207,18 +211,21 @@ impl Loopback {
         stream: &str,
         records: impl IntoIterator<Item = (String, Vec<u8>)>,
     ) {
-        let Some(s) = self
-            .streams
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(stream)
-            .cloned()
-        else {
+        let Some(s) = self.stream_named(stream) else {
             return;
         };
         for (key, data) in records {
             s.append(&key, base64::engine::general_purpose::STANDARD.encode(data));
         }
+    }
+
+    fn queue_url(&self, name: &str) -> Response {
+        let base = self
+            .base_url
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        ok(json!({"QueueUrl": format!("{base}/{ACCOUNT}/{name}")}))
     }
 
     async fn sqs(&self, op: &str, req: Value) -> Response {
@@ -232,22 +239,12 @@ impl Loopback {
                         "The specified queue does not exist.",
                     );
                 }
-                let base = self
-                    .base_url
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
-                ok(json!({"QueueUrl": format!("{base}/{ACCOUNT}/{name}")}))
+                self.queue_url(name)
             }
             "CreateQueue" => {
                 let name = req["QueueName"].as_str().unwrap_or_default();
                 self.create_queue(name);
-                let base = self
-                    .base_url
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
-                ok(json!({"QueueUrl": format!("{base}/{ACCOUNT}/{name}")}))
+                self.queue_url(name)
             }
             _ => {
                 let Some(queue) = self.queue(req["QueueUrl"].as_str().unwrap_or_default()) else {
@@ -456,13 +453,7 @@ impl Loopback {
                 "bad iterator",
             );
         };
-        let Some(stream) = self
-            .streams
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
-        else {
+        let Some(stream) = self.stream_named(name) else {
             return error(
                 StatusCode::BAD_REQUEST,
                 "ResourceNotFoundException",
