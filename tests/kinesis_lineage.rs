@@ -41,7 +41,7 @@ impl KinesisLocal {
         );
         let port = free_port();
         let tls = free_port();
-        let child = Command::new("node")
+        let mut child = Command::new("node")
             .arg("main.js")
             .current_dir(&dir)
             .env("KINESIS_MOCK_PLAIN_PORT", port.to_string())
@@ -62,6 +62,8 @@ impl KinesisLocal {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("kinesis-local did not start");
     }
 }
@@ -203,7 +205,7 @@ async fn split_and_merge_read_parents_to_the_end_before_children() {
         if first {
             it.next()
         } else {
-            it.last()
+            it.next_back()
         }
     };
     let parent_last = position("shardId-000000000000", false).unwrap();

@@ -55,7 +55,7 @@ impl Moto {
         }
         let port = free_port();
         let binary = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-        let child = Command::new(&binary)
+        let mut child = Command::new(&binary)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -72,6 +72,8 @@ impl Moto {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("moto server did not start on {endpoint}");
     }
 }
