@@ -29,8 +29,6 @@ pub struct Loopback {
     queues: Mutex<HashMap<String, Arc<SqsQueue>>>,
     streams: Mutex<HashMap<String, Arc<Stream>>>,
     next_id: AtomicU64,
-    /// GetRecords calls per stream, for the pacing figure.
-    pub get_records_calls: AtomicU64,
 }
 
 struct Message {
@@ -70,6 +68,8 @@ struct KinesisRecord {
 pub struct Stream {
     shards: Vec<Mutex<Shard>>,
     next_sequence: AtomicU64,
+    /// GetRecords calls, for the pacing figure.
+    get_records_calls: AtomicU64,
 }
 
 fn now_millis() -> u128 {
@@ -142,6 +142,7 @@ impl Loopback {
                         })
                         .collect(),
                     next_sequence: AtomicU64::new(1),
+                    get_records_calls: AtomicU64::new(0),
                 }),
             );
     }
@@ -160,6 +161,13 @@ impl Loopback {
             .as_str()
             .or_else(|| request["StreamARN"].as_str()?.rsplit('/').next())?;
         self.stream_named(name)
+    }
+
+    /// GetRecords calls on a stream so far.
+    pub fn get_records_calls(&self, stream: &str) -> u64 {
+        self.stream_named(stream)
+            .map(|s| s.get_records_calls.load(Ordering::Relaxed))
+            .unwrap_or(0)
     }
 
     fn stream_named(&self, name: &str) -> Option<Arc<Stream>> {
@@ -366,7 +374,6 @@ impl Loopback {
 
     async fn kinesis(&self, op: &str, req: Value) -> Response {
         if op == "GetRecords" {
-            self.get_records_calls.fetch_add(1, Ordering::Relaxed);
             return self.get_records(&req);
         }
         let Some(stream) = self.stream(&req) else {
@@ -460,6 +467,7 @@ impl Loopback {
                 "no such stream",
             );
         };
+        stream.get_records_calls.fetch_add(1, Ordering::Relaxed);
         let Some(s) = stream.shards.get(shard) else {
             return error(
                 StatusCode::BAD_REQUEST,

@@ -9,7 +9,6 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -65,8 +64,8 @@ impl Settings {
             moto,
             peer: std::fs::canonicalize(&peer).unwrap_or(peer),
             idle: Duration::from_secs(idle_seconds.unwrap_or(if smoke { 2 } else { 60 })),
-            records_loopback: if smoke { 500 } else { 50_000 },
-            records_moto: if smoke { 200 } else { 3_000 },
+            records_loopback: if smoke { 500 } else { 30_000 },
+            records_moto: if smoke { 200 } else { 1_000 },
             latency_samples: if smoke { 5 } else { 40 },
             self_exe: std::env::current_exe()?,
             work_dir,
@@ -643,6 +642,13 @@ fn start_baseline(
     )
 }
 
+/// An esmd process left idling after its run, until its "RSS after idle" is read.
+struct Idler {
+    runner: Runner,
+    row: Option<usize>,
+    until: Instant,
+}
+
 /// Figures from one throughput run.
 pub(crate) struct Drain {
     pub(crate) seconds: f64,
@@ -709,6 +715,7 @@ pub async fn run_all(settings: &Settings, backends: &[String]) -> anyhow::Result
     let function = Function::default();
     let function_url = function.start().await?;
     let mut rows = Vec::new();
+    let mut idlers: Vec<Idler> = Vec::new();
     for name in backends {
         let backend = match name.as_str() {
             "loopback" => Backend::loopback().await?,
@@ -721,8 +728,23 @@ pub async fn run_all(settings: &Settings, backends: &[String]) -> anyhow::Result
             }
             eprintln!("[{}] {} ...", backend.name, w.name());
             let tag = format!("{}-{n}", backend.name);
-            match run_one(settings, &backend, &function, &function_url, w, &tag).await {
-                Ok(mut r) => rows.append(&mut r),
+            match run_one(
+                settings,
+                &backend,
+                &function,
+                &function_url,
+                w,
+                &tag,
+                &mut idlers,
+            )
+            .await
+            {
+                Ok(mut r) => {
+                    rows.append(&mut r);
+                    if let Some(idler) = idlers.last_mut().filter(|i| i.row.is_none()) {
+                        idler.row = Some(rows.len() - 1);
+                    }
+                }
                 Err(e) => {
                     eprintln!("[{}] {}: {e:#}", backend.name, w.name());
                     rows.push(Row::failed(
@@ -733,6 +755,14 @@ pub async fn run_all(settings: &Settings, backends: &[String]) -> anyhow::Result
                     ));
                 }
             }
+        }
+        // Read each finished run's RSS after its idle time, before its backend goes away.
+        for idler in idlers.drain(..) {
+            tokio::time::sleep_until(idler.until.into()).await;
+            if let Some(row) = idler.row.and_then(|i| rows.get_mut(i)) {
+                row.idle_rss_mib = Some(proc::rss_mib(idler.runner.pid()));
+            }
+            idler.runner.stop();
         }
         if backend.name == "moto" && settings.selected("peer serverless-offline-sqs") {
             eprintln!("[moto] serverless-offline-sqs ...");
@@ -765,6 +795,7 @@ async fn run_one(
     function_url: &str,
     w: &Workload,
     tag: &str,
+    idlers: &mut Vec<Idler>,
 ) -> anyhow::Result<Vec<Row>> {
     if let Workload::Idle { mappings } = *w {
         return idle(settings, backend, function_url, mappings, tag)
@@ -830,8 +861,19 @@ async fn run_one(
         timeout,
     )
     .await;
-    runner.stop();
-    let mut row = result?;
+    let mut row = match result {
+        Ok(row) => row,
+        Err(e) => {
+            runner.stop();
+            return Err(e);
+        }
+    };
+    // Idles beside the next workloads; its RSS is read when its idle time is up.
+    idlers.push(Idler {
+        runner,
+        row: None,
+        until: Instant::now() + settings.idle,
+    });
     if let (Some(b), Some(e)) = (baseline_rps, row.records_per_sec) {
         row.ratio_to_baseline = Some(e / b);
     }
@@ -858,7 +900,7 @@ async fn measure_esmd(
     let get_records_before = backend
         .loopback
         .as_ref()
-        .map(|l| l.get_records_calls.load(Ordering::Relaxed));
+        .map(|l| l.get_records_calls(source.name()));
     let phase = Instant::now();
     let mut acks = Vec::new();
     for i in count..count + settings.latency_samples {
@@ -887,13 +929,11 @@ async fn measure_esmd(
     if let (Some(before), Some(l), Source::Stream { shards, .. }) =
         (get_records_before, &backend.loopback, source)
     {
-        let calls = l.get_records_calls.load(Ordering::Relaxed) - before;
+        let calls = l.get_records_calls(source.name()) - before;
         row.get_records_per_sec_per_shard = Some(calls as f64 / elapsed / *shards as f64);
     }
 
     row.peak_rss_mib = Some(proc::peak_rss_mib(runner.pid()));
-    tokio::time::sleep(settings.idle).await;
-    row.idle_rss_mib = Some(proc::rss_mib(runner.pid()));
     Ok(row)
 }
 
