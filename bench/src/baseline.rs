@@ -10,71 +10,81 @@ use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeN
 use base64::Engine;
 use serde_json::json;
 
+/// Runs until the harness stops it: a message that comes back (a lost delete, an emulator
+/// race) is still drained, as esmd would drain it.
 pub async fn sqs(
     queue_url: String,
     function: String,
     batch: usize,
     loops: usize,
-    count: usize,
 ) -> anyhow::Result<()> {
     let config = aws_config::load_from_env().await;
     let sqs = aws_sdk_sqs::Client::new(&config);
     let lambda = aws_sdk_lambda::Client::new(&config);
-    let done = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..loops {
-        let (sqs, lambda, done, url, function) = (
-            sqs.clone(),
-            lambda.clone(),
-            Arc::clone(&done),
-            queue_url.clone(),
-            function.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            while done.load(Ordering::Relaxed) < count {
-                let mut messages = Vec::new();
-                while messages.len() < batch {
-                    let out = sqs
-                        .receive_message()
-                        .queue_url(&url)
-                        .max_number_of_messages((batch - messages.len()).min(10) as i32)
-                        .message_system_attribute_names(MessageSystemAttributeName::All)
-                        .wait_time_seconds(if messages.is_empty() { 1 } else { 0 })
-                        .send()
-                        .await?;
-                    let got = out.messages.unwrap_or_default();
-                    if got.is_empty() {
-                        break;
-                    }
-                    messages.extend(got);
-                }
-                if messages.is_empty() {
-                    continue;
-                }
-                let records: Vec<_> = messages
-                    .iter()
-                    .map(|m| json!({"messageId": m.message_id, "body": m.body, "eventSource": "aws:sqs"}))
-                    .collect();
-                invoke(&lambda, &function, records).await?;
-                for chunk in messages.chunks(10) {
-                    let entries = chunk
-                        .iter()
-                        .enumerate()
-                        .map(|(i, m)| {
-                            DeleteMessageBatchRequestEntry::builder()
-                                .id(i.to_string())
-                                .receipt_handle(m.receipt_handle.clone().unwrap_or_default())
-                                .build()
-                        })
-                        .collect::<Result<Vec<_>, _>>()?;
-                    sqs.delete_message_batch().queue_url(&url).set_entries(Some(entries)).send().await?;
-                }
-                done.fetch_add(messages.len(), Ordering::Relaxed);
-            }
-            Ok::<_, anyhow::Error>(())
-        }));
-    }
+    let tasks = (0..loops)
+        .map(|_| {
+            tokio::spawn(sqs_loop(
+                sqs.clone(),
+                lambda.clone(),
+                queue_url.clone(),
+                function.clone(),
+                batch,
+            ))
+        })
+        .collect();
     join(tasks).await
+}
+
+async fn sqs_loop(
+    sqs: aws_sdk_sqs::Client,
+    lambda: aws_sdk_lambda::Client,
+    url: String,
+    function: String,
+    batch: usize,
+) -> anyhow::Result<()> {
+    loop {
+        let mut messages = Vec::new();
+        while messages.len() < batch {
+            let out = sqs
+                .receive_message()
+                .queue_url(&url)
+                .max_number_of_messages((batch - messages.len()).min(10) as i32)
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .wait_time_seconds(if messages.is_empty() { 1 } else { 0 })
+                .send()
+                .await?;
+            let got = out.messages.unwrap_or_default();
+            if got.is_empty() {
+                break;
+            }
+            messages.extend(got);
+        }
+        if messages.is_empty() {
+            continue;
+        }
+        let records: Vec<_> = messages
+            .iter()
+            .map(|m| json!({"messageId": m.message_id, "body": m.body, "eventSource": "aws:sqs"}))
+            .collect();
+        invoke(&lambda, &function, records).await?;
+        for chunk in messages.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(m.receipt_handle.clone().unwrap_or_default())
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            sqs.delete_message_batch()
+                .queue_url(&url)
+                .set_entries(Some(entries))
+                .send()
+                .await?;
+        }
+    }
 }
 
 pub async fn kinesis(

@@ -56,7 +56,6 @@ enum Command {
         function: String,
         batch: usize,
         loops: usize,
-        count: usize,
     },
     /// Internal: the raw-SDK Kinesis loop.
     BaselineKinesis {
@@ -101,8 +100,7 @@ fn main() -> anyhow::Result<()> {
                 function,
                 batch,
                 loops,
-                count,
-            } => baseline::sqs(queue_url, function, batch, loops, count).await,
+            } => baseline::sqs(queue_url, function, batch, loops).await,
             Command::BaselineKinesis {
                 stream,
                 function,

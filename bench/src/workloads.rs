@@ -624,11 +624,10 @@ fn start_baseline(
             cmd.args(["baseline-sqs", url, "bench", &batch.to_string(), "10"]);
         }
         (Workload::Kinesis { .. }, Source::Stream { name, .. }) => {
-            cmd.args(["baseline-kinesis", name, "bench", "100"]);
+            cmd.args(["baseline-kinesis", name, "bench", "100", &count.to_string()]);
         }
         _ => return None,
     }
-    cmd.arg(count.to_string());
     let log = settings
         .work_dir
         .join(format!("{}-baseline.log", source.name()));
@@ -807,7 +806,7 @@ async fn run_one(
     } else {
         settings.records_moto
     };
-    let timeout = Duration::from_secs(if settings.smoke { 120 } else { 900 });
+    let timeout = Duration::from_secs(if settings.smoke { 300 } else { 900 });
     let mut rows = Vec::new();
 
     // Baseline first, on a source of its own.
