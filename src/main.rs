@@ -76,6 +76,7 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
+        tokio::spawn(release_freed_memory(shutdown.clone()));
         let (reload_tx, reloads) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(watch_signals(
             shutdown.clone(),
@@ -86,6 +87,27 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
         esmd::daemon::run_with_reload(config, clients, shutdown, reloads).await?;
         Ok(())
     })
+}
+
+/// How often freed heap memory is handed back to the OS.
+const MEMORY_TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// glibc keeps memory freed after a burst (a stream backlog read ahead, a large batch) in its
+/// arenas, so a daemon that once held 80 MB of records stays at 80 MB while idle with a 6 MB
+/// heap. `malloc_trim` returns the free pages; every 10 s it costs microseconds.
+async fn release_freed_memory(shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(MEMORY_TRIM_INTERVAL) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only walks glibc's own arenas and releases free pages; it takes
+        // no pointers from us and is thread-safe.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
 }
 
 /// Cancels the root token on SIGTERM or SIGINT; on SIGHUP loads the config file again and
