@@ -19,6 +19,15 @@ fn mapping(uuid: &str, arn: &str, extra: &str) -> String {
     )
 }
 
+/// esmd's log lines that contain `needle`.
+fn log_lines(esmd: &Esmd, needle: &str) -> Vec<String> {
+    esmd.logs()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(String::from)
+        .collect()
+}
+
 /// Bodies the function received from `queue`, in arrival order, with their arrival times.
 fn received_from(function: &FunctionServer, queue: &Queue) -> Vec<(String, std::time::Instant)> {
     function
@@ -102,11 +111,7 @@ async fn sighup_adds_and_removes_mappings_while_another_keeps_processing_without
         || async { received_from(&function, &new).len() == 1 },
     )
     .await;
-    let logs = esmd.logs();
-    let stopped: Vec<&str> = logs
-        .lines()
-        .filter(|l| l.contains("mapping stopped"))
-        .collect();
+    let stopped = log_lines(&esmd, "mapping stopped");
     assert_eq!(
         stopped.len(),
         1,
@@ -135,12 +140,10 @@ async fn sighup_adds_and_removes_mappings_while_another_keeps_processing_without
     esmd.wait_for(Duration::from_secs(30), "the rejection", || {
         esmd.logs().contains("config reload rejected")
     });
-    let rejected = esmd
-        .logs()
-        .lines()
-        .find(|l| l.contains("config reload rejected"))
-        .unwrap_or_default()
-        .to_string();
+    let rejected = log_lines(&esmd, "config reload rejected")
+        .first()
+        .cloned()
+        .unwrap_or_default();
     assert!(rejected.contains("batch_size"), "{rejected}");
     new.send("n-after-rejection").await;
 

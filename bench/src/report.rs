@@ -17,7 +17,6 @@ pub struct Row {
     pub records_per_sec: Option<f64>,
     pub mb_per_sec: Option<f64>,
     pub cpu_s_per_million: Option<f64>,
-    pub cpu_us_per_record: Option<f64>,
     pub peak_rss_mib: Option<f64>,
     pub idle_rss_mib: Option<f64>,
     pub idle_cpu_s_per_min: Option<f64>,
@@ -39,7 +38,6 @@ impl Row {
             records_per_sec: None,
             mb_per_sec: None,
             cpu_s_per_million: None,
-            cpu_us_per_record: None,
             peak_rss_mib: None,
             idle_rss_mib: None,
             idle_cpu_s_per_min: None,
@@ -64,7 +62,6 @@ impl Row {
         self.records_per_sec = Some(records as f64 / seconds);
         self.mb_per_sec = Some((records * record_bytes) as f64 / seconds / 1e6);
         self.cpu_s_per_million = Some(cpu.as_secs_f64() / records as f64 * 1e6);
-        self.cpu_us_per_record = Some(cpu.as_secs_f64() / records as f64 * 1e6);
     }
 }
 
