@@ -5,7 +5,7 @@
 //! # Data flow
 //!
 //! ```text
-//! config ──► daemon ──► source ──► filter ──► batch ──► payload ──► target (Invoker)
+//! config ──► daemon ──► source ──► filter ──► batch ──► payload ──► invoke (Invoker)
 //!                  (sqs | stream:                                         │
 //!                   kinesis, dynamodb)                                    ▼
 //!                         ▲                                            failure
@@ -25,7 +25,7 @@
 //! - [`batch`]: count, byte (6 MB) and window limits; records are serialised once.
 //! - [`filter`]: Lambda event-filtering patterns, compiled once.
 //! - [`payload`]: the event JSON AWS sends, byte for byte, and batch-response parsing.
-//! - [`target`]: the [`target::Invoker`] trait and the Lambda implementation.
+//! - [`invoke`]: the [`invoke::Invoker`] trait and the Lambda implementation.
 //! - [`failure`]: error → action classification, backoff, the SQS disposition, and
 //!   on-failure destination records.
 //! - [`telemetry`] and [`http`]: state, metrics and the admin endpoints.
@@ -39,16 +39,18 @@
 //! queue's redrive policy still decides when a message goes to its dead-letter queue; stream
 //! records because the shard's checkpoint has not passed them.
 
-pub mod aws;
-pub mod batch;
-pub mod checkpoint;
+pub(crate) mod action;
+pub(crate) mod aws;
+pub(crate) mod batch;
+pub(crate) mod checkpoint;
 pub mod cli;
-pub mod config;
-pub mod daemon;
-pub mod failure;
-pub mod filter;
-pub mod http;
-pub mod payload;
-pub mod source;
-pub mod target;
-pub mod telemetry;
+pub(crate) mod config;
+pub(crate) mod daemon;
+pub(crate) mod failure;
+pub(crate) mod filter;
+pub(crate) mod http;
+pub(crate) mod invoke;
+pub(crate) mod payload;
+pub(crate) mod retry;
+pub(crate) mod source;
+pub(crate) mod telemetry;

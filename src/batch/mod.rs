@@ -7,22 +7,24 @@
 use std::time::Duration;
 
 use crate::config::{MappingConfig, MAX_INVOKE_PAYLOAD_BYTES};
-use crate::payload::{envelope_overhead, records_event};
+use crate::payload::envelope_overhead;
+#[cfg(test)]
+use crate::payload::records_event;
 
 /// A record that knows its serialised event JSON.
-pub trait BatchRecord {
+pub(crate) trait BatchRecord {
     fn json(&self) -> &serde_json::value::RawValue;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchLimits {
-    pub max_records: usize,
-    pub max_bytes: usize,
-    pub window: Duration,
+pub(crate) struct BatchLimits {
+    pub(crate) max_records: usize,
+    pub(crate) max_bytes: usize,
+    pub(crate) window: Duration,
 }
 
 impl BatchLimits {
-    pub fn for_mapping(mapping: &MappingConfig) -> Self {
+    pub(crate) fn for_mapping(mapping: &MappingConfig) -> Self {
         BatchLimits {
             max_records: mapping.batch_size,
             max_bytes: MAX_INVOKE_PAYLOAD_BYTES,
@@ -33,7 +35,7 @@ impl BatchLimits {
 
 /// Why a record could not be added.
 #[derive(Debug, PartialEq, Eq)]
-pub enum PushRejected<T> {
+pub(crate) enum PushRejected<T> {
     /// The batch is full by count or size; the record belongs to the next batch.
     Full(T),
     /// The record alone is larger than one invocation may carry.
@@ -42,14 +44,14 @@ pub enum PushRejected<T> {
 
 /// Records gathered for one invocation, in arrival order.
 #[derive(Debug)]
-pub struct Batch<T> {
+pub(crate) struct Batch<T> {
     records: Vec<T>,
     record_bytes: usize,
     limits: BatchLimits,
 }
 
 impl<T: BatchRecord> Batch<T> {
-    pub fn new(limits: BatchLimits) -> Self {
+    pub(crate) fn new(limits: BatchLimits) -> Self {
         Batch {
             records: Vec::new(),
             record_bytes: 0,
@@ -57,12 +59,7 @@ impl<T: BatchRecord> Batch<T> {
         }
     }
 
-    /// The payload size if the batch were sent now.
-    pub fn payload_bytes(&self) -> usize {
-        self.record_bytes + envelope_overhead(self.records.len())
-    }
-
-    pub fn try_push(&mut self, record: T) -> Result<(), PushRejected<T>> {
+    pub(crate) fn try_push(&mut self, record: T) -> Result<(), PushRejected<T>> {
         let size = record.json().get().len();
         if size + envelope_overhead(1) > self.limits.max_bytes {
             return Err(PushRejected::TooLarge(record));
@@ -79,32 +76,31 @@ impl<T: BatchRecord> Batch<T> {
     }
 
     /// Full by count (a size-full batch is detected when a push is rejected).
-    pub fn is_full(&self) -> bool {
+    pub(crate) fn is_full(&self) -> bool {
         self.records.len() >= self.limits.max_records
     }
 
-    pub fn remaining_records(&self) -> usize {
+    pub(crate) fn remaining_records(&self) -> usize {
         self.limits.max_records.saturating_sub(self.records.len())
     }
 
-    pub fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
 
-    pub fn records(&self) -> &[T] {
-        &self.records
-    }
-
-    pub fn into_records(self) -> Vec<T> {
+    pub(crate) fn into_records(self) -> Vec<T> {
         self.records
     }
 
+    /// The payload size if the batch were sent now (the accounting the limits use).
+    #[cfg(test)]
+    fn payload_bytes(&self) -> usize {
+        self.record_bytes + envelope_overhead(self.records.len())
+    }
+
     /// The `{"Records":[…]}` payload.
-    pub fn payload(&self) -> Vec<u8> {
+    #[cfg(test)]
+    fn payload(&self) -> Vec<u8> {
         records_event(self.records.iter().map(|r| r.json()))
     }
 }
@@ -173,7 +169,7 @@ mod tests {
                     Err(PushRejected::TooLarge(r)) => prop_assert!(r.0.get().len() + 14 > max_bytes),
                     Err(PushRejected::Full(_)) => break,
                 }
-                prop_assert!(b.len() <= max_records);
+                prop_assert!(max_records - b.remaining_records() <= max_records && b.remaining_records() <= max_records);
                 prop_assert!(b.payload().len() <= max_bytes);
                 prop_assert_eq!(b.payload().len(), b.payload_bytes());
             }

@@ -8,13 +8,13 @@ use super::{CheckpointError, RestartAt, SqliteStore, StoreLock};
 use crate::config::{Config, MappingConfig, SourceKind};
 
 /// An opened store, with its lock held for as long as this lives.
-pub struct AdminStore {
+pub(crate) struct AdminStore {
     store: SqliteStore,
     _lock: StoreLock,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum AdminError {
+pub(crate) enum AdminError {
     #[error(transparent)]
     Store(#[from] CheckpointError),
     #[error("no stream mapping matches `{0}` (give its uuid or event_source_arn; `esmd checkpoints list` shows them)")]
@@ -24,7 +24,7 @@ pub enum AdminError {
 }
 
 impl AdminStore {
-    pub fn open(config: &Config) -> Result<Self, AdminError> {
+    pub(crate) fn open(config: &Config) -> Result<Self, AdminError> {
         let lock = StoreLock::acquire(&config.state.path)?;
         Ok(AdminStore {
             store: SqliteStore::open(&config.state.path)?,
@@ -33,7 +33,7 @@ impl AdminStore {
     }
 
     /// Every stream mapping of the config with its shards: status, checkpoint and age.
-    pub fn list(&self, config: &Config) -> Result<String, AdminError> {
+    pub(crate) fn list(&self, config: &Config) -> Result<String, AdminError> {
         let mut out = String::new();
         let now = chrono::Utc::now();
         for m in config
@@ -80,7 +80,7 @@ impl AdminStore {
     }
 
     /// Moves one shard; the next run reads it from `position`.
-    pub fn set(
+    pub(crate) fn set(
         &self,
         config: &Config,
         mapping: &str,
@@ -98,7 +98,7 @@ impl AdminStore {
     }
 
     /// Forgets everything stored for a mapping; the next run starts at `starting_position`.
-    pub fn reset(&self, config: &Config, mapping: &str) -> Result<String, AdminError> {
+    pub(crate) fn reset(&self, config: &Config, mapping: &str) -> Result<String, AdminError> {
         let m = find(config, mapping)?;
         let n = self.store.reset_blocking(&m.uuid)?;
         Ok(format!(

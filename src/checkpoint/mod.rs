@@ -14,23 +14,27 @@
 //! and counter as a fencing token, answering [`CheckpointError::LeaseLost`] to a worker whose
 //! shard was taken over.
 
-pub mod admin;
-pub mod sequence;
-pub mod sqlite;
-pub mod watermark;
+pub(crate) mod admin;
+#[cfg(test)]
+mod contract;
+#[cfg(test)]
+pub(crate) mod memory;
+pub(crate) mod sequence;
+pub(crate) mod sqlite;
+pub(crate) mod watermark;
 
 use futures::future::BoxFuture;
 use serde::Serialize;
 
-use crate::failure::ErrorAction;
-pub use sequence::SequenceNumber;
-pub use sqlite::{SqliteStore, StoreLock};
-pub use watermark::Watermark;
+use crate::action::ErrorAction;
+pub(crate) use sequence::SequenceNumber;
+pub(crate) use sqlite::{SqliteStore, StoreLock};
+pub(crate) use watermark::Watermark;
 
 /// How far a shard has got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ShardStatus {
+pub(crate) enum ShardStatus {
     /// Being read (or will be, once leased).
     Reading,
     /// Read to its end and fully checkpointed: its children may start.
@@ -40,7 +44,7 @@ pub enum ShardStatus {
 }
 
 impl ShardStatus {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ShardStatus::Reading => "reading",
             ShardStatus::Ended => "ended",
@@ -48,7 +52,7 @@ impl ShardStatus {
         }
     }
 
-    pub fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         match text {
             "reading" => Some(ShardStatus::Reading),
             "ended" => Some(ShardStatus::Ended),
@@ -58,30 +62,30 @@ impl ShardStatus {
     }
 
     /// Whether children of a shard in this state may start.
-    pub fn is_finished(self) -> bool {
+    pub(crate) fn is_finished(self) -> bool {
         matches!(self, ShardStatus::Ended | ShardStatus::Skipped)
     }
 }
 
 /// One shard's stored state.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ShardCheckpoint {
-    pub shard_id: String,
+pub(crate) struct ShardCheckpoint {
+    pub(crate) shard_id: String,
     /// The last sequence number whose records (and all before it) are done.
-    pub sequence_number: Option<SequenceNumber>,
-    pub status: ShardStatus,
+    pub(crate) sequence_number: Option<SequenceNumber>,
+    pub(crate) status: ShardStatus,
     /// When the row last changed (RFC 3339).
-    pub updated_at: String,
+    pub(crate) updated_at: String,
     /// The open tumbling window and its state, for mappings that use windows.
-    pub window: Option<WindowState>,
+    pub(crate) window: Option<WindowState>,
     /// Where to read next, set by an operator (`esmd checkpoints set`); it wins over the
     /// checkpoint until the next checkpoint is written.
-    pub restart_at: Option<RestartAt>,
+    pub(crate) restart_at: Option<RestartAt>,
 }
 
 /// An operator-chosen position for a shard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub enum RestartAt {
+pub(crate) enum RestartAt {
     TrimHorizon,
     Latest,
     AtTimestamp(chrono::DateTime<chrono::Utc>),
@@ -92,7 +96,7 @@ pub enum RestartAt {
 impl RestartAt {
     /// The stored text form: `TRIM_HORIZON`, `LATEST`, `AT_TIMESTAMP:<rfc3339>`,
     /// `AT_SEQUENCE_NUMBER:<n>`.
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         match self {
             RestartAt::TrimHorizon => "TRIM_HORIZON".into(),
             RestartAt::Latest => "LATEST".into(),
@@ -101,7 +105,7 @@ impl RestartAt {
         }
     }
 
-    pub fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         match text.split_once(':') {
             None if text == "TRIM_HORIZON" => Some(RestartAt::TrimHorizon),
             None if text == "LATEST" => Some(RestartAt::Latest),
@@ -119,25 +123,25 @@ impl RestartAt {
 /// A shard's open tumbling window: its bounds and the state the function last returned. It is
 /// stored with the checkpoint so that a restart inside a window resumes the same state.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct WindowState {
-    pub start: chrono::DateTime<chrono::Utc>,
-    pub end: chrono::DateTime<chrono::Utc>,
-    pub state: serde_json::Value,
+pub(crate) struct WindowState {
+    pub(crate) start: chrono::DateTime<chrono::Utc>,
+    pub(crate) end: chrono::DateTime<chrono::Utc>,
+    pub(crate) state: serde_json::Value,
 }
 
 /// The right to write one shard's checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShardLease {
-    pub mapping_uuid: String,
-    pub shard_id: String,
+pub(crate) struct ShardLease {
+    pub(crate) mapping_uuid: String,
+    pub(crate) shard_id: String,
     /// Who holds the lease (host and process).
-    pub owner: String,
+    pub(crate) owner: String,
     /// Incremented on every take-over; a shared store refuses writes with an older counter.
-    pub counter: u64,
+    pub(crate) counter: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum CheckpointError {
+pub(crate) enum CheckpointError {
     #[error(
         "mapping {uuid} was used with event source {stored}, not {configured}; a changed \
          source needs a new uuid (or delete the mapping's checkpoints with \
@@ -161,7 +165,7 @@ pub enum CheckpointError {
 }
 
 impl CheckpointError {
-    pub fn action(&self) -> ErrorAction {
+    pub(crate) fn action(&self) -> ErrorAction {
         match self {
             CheckpointError::SourceChanged { .. } => ErrorAction::StopMapping,
             // A backwards write is a bug in the caller; the stored value stands.
@@ -173,7 +177,7 @@ impl CheckpointError {
 }
 
 /// Durable per-shard progress. Every method is async so that a networked store fits.
-pub trait CheckpointStore: Send + Sync {
+pub(crate) trait CheckpointStore: Send + Sync {
     /// Binds `uuid` to `event_source_arn` on first use; refuses a different ARN later.
     fn bind_mapping<'a>(
         &'a self,
@@ -221,7 +225,4 @@ pub trait CheckpointStore: Send + Sync {
 
     /// Gives the lease up (shutdown); the checkpoint stays.
     fn release<'a>(&'a self, lease: &'a ShardLease) -> BoxFuture<'a, Result<(), CheckpointError>>;
-
-    /// Deletes everything stored for a mapping (operator reset).
-    fn reset<'a>(&'a self, uuid: &'a str) -> BoxFuture<'a, Result<usize, CheckpointError>>;
 }

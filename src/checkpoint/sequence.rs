@@ -10,14 +10,14 @@ use std::fmt;
 /// A shard-local sequence number: a non-empty string of ASCII digits.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(transparent)]
-pub struct SequenceNumber(String);
+pub(crate) struct SequenceNumber(String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{0}` is not a sequence number (expected decimal digits)")]
-pub struct InvalidSequenceNumber(pub String);
+pub(crate) struct InvalidSequenceNumber(pub String);
 
 impl SequenceNumber {
-    pub fn parse(text: impl Into<String>) -> Result<Self, InvalidSequenceNumber> {
+    pub(crate) fn parse(text: impl Into<String>) -> Result<Self, InvalidSequenceNumber> {
         let text = text.into();
         if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
             return Err(InvalidSequenceNumber(text));
@@ -25,7 +25,7 @@ impl SequenceNumber {
         Ok(SequenceNumber(text))
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 

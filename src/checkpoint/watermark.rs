@@ -9,13 +9,13 @@ use std::collections::VecDeque;
 use super::SequenceNumber;
 
 #[derive(Debug, Default)]
-pub struct Watermark {
+pub(crate) struct Watermark {
     pending: VecDeque<(SequenceNumber, bool)>,
     checkpoint: Option<SequenceNumber>,
 }
 
 impl Watermark {
-    pub fn new(checkpoint: Option<SequenceNumber>) -> Self {
+    pub(crate) fn new(checkpoint: Option<SequenceNumber>) -> Self {
         Watermark {
             pending: VecDeque::new(),
             checkpoint,
@@ -24,7 +24,7 @@ impl Watermark {
 
     /// Registers a record just read. Records must arrive in increasing order; one at or below
     /// the last registered (a duplicate read) is ignored and `false` returned.
-    pub fn register(&mut self, seq: SequenceNumber) -> bool {
+    pub(crate) fn register(&mut self, seq: SequenceNumber) -> bool {
         let last = self
             .pending
             .back()
@@ -38,14 +38,14 @@ impl Watermark {
     }
 
     /// Marks a registered record done.
-    pub fn complete(&mut self, seq: &SequenceNumber) {
+    pub(crate) fn complete(&mut self, seq: &SequenceNumber) {
         if let Ok(i) = self.pending.binary_search_by(|(s, _)| s.cmp(seq)) {
             self.pending[i].1 = true;
         }
     }
 
     /// Moves past the done prefix; returns the new checkpoint if it moved.
-    pub fn advance(&mut self) -> Option<SequenceNumber> {
+    pub(crate) fn advance(&mut self) -> Option<SequenceNumber> {
         let mut moved = None;
         while let Some((_, true)) = self.pending.front() {
             if let Some((seq, _)) = self.pending.pop_front() {
@@ -58,19 +58,13 @@ impl Watermark {
         moved
     }
 
-    pub fn checkpoint(&self) -> Option<&SequenceNumber> {
+    pub(crate) fn checkpoint(&self) -> Option<&SequenceNumber> {
         self.checkpoint.as_ref()
     }
 
     /// Records read but not yet checkpointed.
-    pub fn outstanding(&self) -> usize {
+    pub(crate) fn outstanding(&self) -> usize {
         self.pending.len()
-    }
-
-    /// Forgets records that will not be processed now (shutdown); they are read again from
-    /// the checkpoint next time.
-    pub fn clear_pending(&mut self) {
-        self.pending.clear();
     }
 }
 

@@ -9,7 +9,7 @@ use std::fmt;
 /// The kind of event source an `event_source_arn` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum SourceKind {
+pub(crate) enum SourceKind {
     Sqs,
     Kinesis,
     DynamoDbStreams,
@@ -27,16 +27,16 @@ impl fmt::Display for SourceKind {
 
 /// A parsed `arn:partition:service:region:account:resource`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Arn {
-    pub partition: String,
-    pub service: String,
-    pub region: String,
-    pub account_id: String,
-    pub resource: String,
+pub(crate) struct Arn {
+    pub(crate) partition: String,
+    pub(crate) service: String,
+    pub(crate) region: String,
+    pub(crate) account_id: String,
+    pub(crate) resource: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ArnError {
+pub(crate) enum ArnError {
     #[error("`{0}` is not an ARN (expected arn:partition:service:region:account:resource)")]
     Malformed(String),
     #[error("`{arn}` is a {service} ARN; expected {expected}")]
@@ -48,7 +48,7 @@ pub enum ArnError {
 }
 
 impl Arn {
-    pub fn parse(text: &str) -> Result<Self, ArnError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, ArnError> {
         let mut parts = text.splitn(6, ':');
         let mut next = || parts.next().unwrap_or_default().to_string();
         let (scheme, partition, service, region, account_id, resource) =
@@ -68,7 +68,7 @@ impl Arn {
 
 /// What an `event_source_arn` resolves to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EventSource {
+pub(crate) enum EventSource {
     Sqs {
         arn: String,
         region: String,
@@ -88,7 +88,7 @@ pub enum EventSource {
 }
 
 impl EventSource {
-    pub fn parse(text: &str) -> Result<Self, ArnError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, ArnError> {
         let arn = Arn::parse(text)?;
         let wrong = |expected| ArnError::WrongService {
             arn: text.to_string(),
@@ -138,7 +138,7 @@ impl EventSource {
         }
     }
 
-    pub fn kind(&self) -> SourceKind {
+    pub(crate) fn kind(&self) -> SourceKind {
         match self {
             EventSource::Sqs { .. } => SourceKind::Sqs,
             EventSource::Kinesis { .. } => SourceKind::Kinesis,
@@ -146,7 +146,7 @@ impl EventSource {
         }
     }
 
-    pub fn arn(&self) -> &str {
+    pub(crate) fn arn(&self) -> &str {
         match self {
             EventSource::Sqs { arn, .. }
             | EventSource::Kinesis { arn, .. }
@@ -154,7 +154,7 @@ impl EventSource {
         }
     }
 
-    pub fn region(&self) -> &str {
+    pub(crate) fn region(&self) -> &str {
         match self {
             EventSource::Sqs { region, .. }
             | EventSource::Kinesis { region, .. }
@@ -163,14 +163,14 @@ impl EventSource {
     }
 
     /// SQS FIFO queues are named `*.fifo`.
-    pub fn is_fifo_queue(&self) -> bool {
+    pub(crate) fn is_fifo_queue(&self) -> bool {
         matches!(self, EventSource::Sqs { queue_name, .. } if queue_name.ends_with(".fifo"))
     }
 }
 
 /// Where a stream mapping sends the record of a batch it gave up on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FailureDestination {
+pub(crate) enum FailureDestination {
     Sqs {
         arn: String,
         account_id: String,
@@ -186,7 +186,7 @@ pub enum FailureDestination {
 }
 
 impl FailureDestination {
-    pub fn parse(text: &str) -> Result<Self, ArnError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, ArnError> {
         let arn = Arn::parse(text)?;
         match arn.service.as_str() {
             "sqs" => Ok(FailureDestination::Sqs {
@@ -209,7 +209,7 @@ impl FailureDestination {
         }
     }
 
-    pub fn arn(&self) -> &str {
+    pub(crate) fn arn(&self) -> &str {
         match self {
             FailureDestination::Sqs { arn, .. }
             | FailureDestination::Sns { arn }
@@ -220,7 +220,7 @@ impl FailureDestination {
 
 /// Checks a Lambda `FunctionName`: a bare name, `name:qualifier`, a partial ARN
 /// (`account:function:name`) or a full ARN, as the Invoke API accepts.
-pub fn check_function_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_function_name(name: &str) -> Result<(), String> {
     fn valid_name(n: &str) -> bool {
         !n.is_empty()
             && n.len() <= 64

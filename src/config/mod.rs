@@ -7,7 +7,7 @@
 //! (`docs/esm-semantics.md` §1) and reports *every* problem at once, each naming its mapping
 //! and field. Unknown fields are errors.
 
-pub mod arn;
+pub(crate) mod arn;
 mod raw;
 mod validate;
 
@@ -15,104 +15,103 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use arn::{EventSource, FailureDestination, SourceKind};
-pub use raw::RawConfig;
+pub(crate) use arn::{EventSource, FailureDestination, SourceKind};
 
 /// The largest payload a synchronous Invoke accepts (6 MB, as Lambda counts it).
-pub const MAX_INVOKE_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+pub(crate) const MAX_INVOKE_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
 
 /// A validated configuration: what `esmd run` acts on.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Config {
-    pub state: StateConfig,
-    pub http: HttpConfig,
-    pub aws: AwsSettings,
-    pub daemon: DaemonSettings,
-    pub mappings: Vec<MappingConfig>,
+pub(crate) struct Config {
+    pub(crate) state: StateConfig,
+    pub(crate) http: HttpConfig,
+    pub(crate) aws: AwsSettings,
+    pub(crate) daemon: DaemonSettings,
+    pub(crate) mappings: Vec<MappingConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StateBackend {
+pub(crate) enum StateBackend {
     Sqlite,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StateConfig {
-    pub backend: StateBackend,
-    pub path: PathBuf,
+pub(crate) struct StateConfig {
+    pub(crate) backend: StateBackend,
+    pub(crate) path: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpConfig {
+pub(crate) struct HttpConfig {
     /// `None` turns the admin endpoints off (`listen = ""`).
-    pub listen: Option<SocketAddr>,
+    pub(crate) listen: Option<SocketAddr>,
 }
 
 /// Overrides for the standard AWS configuration chain. Everything left unset comes from the
 /// environment, the shared config files, web identity or IMDS, as in every AWS SDK.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct AwsSettings {
-    pub region: Option<String>,
-    pub endpoint_url: Option<String>,
-    pub profile: Option<String>,
+pub(crate) struct AwsSettings {
+    pub(crate) region: Option<String>,
+    pub(crate) endpoint_url: Option<String>,
+    pub(crate) profile: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DaemonSettings {
+pub(crate) struct DaemonSettings {
     /// How long in-flight invocations may run after SIGTERM before esmd gives up on them.
-    pub shutdown_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
 }
 
 /// One event source mapping, with AWS's defaults applied.
 #[derive(Debug, Clone, PartialEq)]
-pub struct MappingConfig {
+pub(crate) struct MappingConfig {
     /// The mapping's identity: the configured `uuid`, or a UUIDv5 derived from the source ARN
     /// and function name, so that it is stable across restarts (checkpoints are keyed by it).
-    pub uuid: String,
-    pub source: EventSource,
-    pub function_name: String,
-    pub enabled: bool,
-    pub batch_size: usize,
-    pub batching_window: Duration,
-    pub report_batch_item_failures: bool,
+    pub(crate) uuid: String,
+    pub(crate) source: EventSource,
+    pub(crate) function_name: String,
+    pub(crate) enabled: bool,
+    pub(crate) batch_size: usize,
+    pub(crate) batching_window: Duration,
+    pub(crate) report_batch_item_failures: bool,
     /// Filter patterns as written (JSON text); compiled by the filter module.
-    pub filter_patterns: Vec<String>,
-    pub sqs: Option<SqsSettings>,
-    pub stream: Option<StreamSettings>,
+    pub(crate) filter_patterns: Vec<String>,
+    pub(crate) sqs: Option<SqsSettings>,
+    pub(crate) stream: Option<StreamSettings>,
     /// `esmd_http_target`: POST events to this plain HTTP endpoint instead of invoking
     /// Lambda (a sidecar's app). `function_name` still names the function in logs, metrics
     /// and failure records.
-    pub http_target: Option<String>,
+    pub(crate) http_target: Option<String>,
 }
 
 /// Settings that only SQS mappings have.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SqsSettings {
+pub(crate) struct SqsSettings {
     /// `scaling_config.maximum_concurrency`; `None` means esmd's default
     /// ([`DEFAULT_SQS_MAXIMUM_CONCURRENCY`]).
-    pub maximum_concurrency: Option<usize>,
+    pub(crate) maximum_concurrency: Option<usize>,
     /// `esmd_retry_backoff`: failed messages become visible again after
     /// base × 2^(receive count − 1), capped, instead of the queue's visibility timeout.
-    pub retry_backoff: Option<RetryBackoff>,
+    pub(crate) retry_backoff: Option<RetryBackoff>,
 }
 
 /// esmd's exponential backoff for failed SQS messages (not an AWS feature).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryBackoff {
-    pub base: Duration,
-    pub max: Duration,
+pub(crate) struct RetryBackoff {
+    pub(crate) base: Duration,
+    pub(crate) max: Duration,
 }
 
 /// SQS's longest visibility timeout: 12 hours.
-pub const SQS_MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
+pub(crate) const SQS_MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
 
 /// The concurrency ceiling of an SQS mapping without `scaling_config`. AWS's own ceiling is
 /// 1,250 concurrent invocations; a self-hosted daemon usually shares a host with its function,
 /// so esmd caps itself lower and lets users raise it explicitly (up to AWS's 1,000).
-pub const DEFAULT_SQS_MAXIMUM_CONCURRENCY: usize = 10;
+pub(crate) const DEFAULT_SQS_MAXIMUM_CONCURRENCY: usize = 10;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StartingPosition {
+pub(crate) enum StartingPosition {
     TrimHorizon,
     Latest,
     AtTimestamp(chrono::DateTime<chrono::Utc>),
@@ -120,40 +119,40 @@ pub enum StartingPosition {
 
 /// Settings that only Kinesis and DynamoDB Streams mappings have.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamSettings {
-    pub starting_position: StartingPosition,
-    pub parallelization_factor: usize,
-    pub bisect_batch_on_function_error: bool,
+pub(crate) struct StreamSettings {
+    pub(crate) starting_position: StartingPosition,
+    pub(crate) parallelization_factor: usize,
+    pub(crate) bisect_batch_on_function_error: bool,
     /// `None` is AWS's -1: retry until the record expires.
-    pub maximum_retry_attempts: Option<u32>,
+    pub(crate) maximum_retry_attempts: Option<u32>,
     /// `None` is AWS's -1: no age limit beyond the stream's retention.
-    pub maximum_record_age: Option<Duration>,
-    pub on_failure: Option<FailureDestination>,
-    pub tumbling_window: Option<Duration>,
+    pub(crate) maximum_record_age: Option<Duration>,
+    pub(crate) on_failure: Option<FailureDestination>,
+    pub(crate) tumbling_window: Option<Duration>,
     /// `esmd_poll_interval_ms`: how often a caught-up shard is read (not an AWS setting).
     /// `None` is AWS's cadence: once a second for Kinesis, four times for DynamoDB Streams.
-    pub poll_interval: Option<Duration>,
+    pub(crate) poll_interval: Option<Duration>,
 }
 
 impl MappingConfig {
-    pub fn kind(&self) -> SourceKind {
+    pub(crate) fn kind(&self) -> SourceKind {
         self.source.kind()
     }
 
     /// A short label for logs and error messages.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         format!("{} -> {}", self.source.arn(), self.function_name)
     }
 }
 
 /// One problem found in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigProblem {
+pub(crate) struct ConfigProblem {
     /// `mapping[2] (arn:aws:sqs:…)`, or `None` for top-level sections.
-    pub mapping: Option<String>,
+    pub(crate) mapping: Option<String>,
     /// The field path, e.g. `batch_size` or `filter_criteria.filter[1].pattern`.
-    pub field: String,
-    pub message: String,
+    pub(crate) field: String,
+    pub(crate) message: String,
 }
 
 impl std::fmt::Display for ConfigProblem {
@@ -166,7 +165,7 @@ impl std::fmt::Display for ConfigProblem {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
     Read {
         path: PathBuf,
@@ -178,7 +177,8 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    pub fn problems(&self) -> &[ConfigProblem] {
+    #[cfg(test)]
+    pub(crate) fn problems(&self) -> &[ConfigProblem] {
         match self {
             ConfigError::Invalid(problems) => problems,
             ConfigError::Read { .. } => &[],
@@ -187,7 +187,7 @@ impl ConfigError {
 }
 
 impl Config {
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
@@ -196,11 +196,11 @@ impl Config {
     }
 
     /// Parses and validates a TOML document, collecting every problem.
-    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    pub(crate) fn parse(text: &str) -> Result<Config, ConfigError> {
         validate::parse_and_validate(text).map_err(ConfigError::Invalid)
     }
 
-    pub fn enabled_mappings(&self) -> impl Iterator<Item = &MappingConfig> {
+    pub(crate) fn enabled_mappings(&self) -> impl Iterator<Item = &MappingConfig> {
         self.mappings.iter().filter(|m| m.enabled)
     }
 }

@@ -6,80 +6,80 @@ use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawConfig {
-    pub state: Option<RawState>,
-    pub http: Option<RawHttp>,
-    pub aws: Option<RawAws>,
-    pub daemon: Option<RawDaemon>,
+pub(crate) struct RawConfig {
+    pub(crate) state: Option<RawState>,
+    pub(crate) http: Option<RawHttp>,
+    pub(crate) aws: Option<RawAws>,
+    pub(crate) daemon: Option<RawDaemon>,
     #[serde(default)]
-    pub mapping: Vec<toml::Value>,
+    pub(crate) mapping: Vec<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawState {
-    pub backend: Option<String>,
-    pub path: Option<String>,
+pub(crate) struct RawState {
+    pub(crate) backend: Option<String>,
+    pub(crate) path: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawHttp {
-    pub listen: Option<String>,
+pub(crate) struct RawHttp {
+    pub(crate) listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawAws {
-    pub region: Option<String>,
-    pub endpoint_url: Option<String>,
-    pub profile: Option<String>,
+pub(crate) struct RawAws {
+    pub(crate) region: Option<String>,
+    pub(crate) endpoint_url: Option<String>,
+    pub(crate) profile: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawDaemon {
-    pub shutdown_timeout_seconds: Option<i64>,
+pub(crate) struct RawDaemon {
+    pub(crate) shutdown_timeout_seconds: Option<i64>,
 }
 
 /// One `[[mapping]]`, with Terraform's argument names.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawMapping {
-    pub uuid: Option<String>,
-    pub event_source_arn: Option<String>,
-    pub function_name: Option<String>,
-    pub enabled: Option<bool>,
-    pub batch_size: Option<i64>,
-    pub maximum_batching_window_in_seconds: Option<i64>,
-    pub function_response_types: Option<Vec<String>>,
-    pub filter_criteria: Option<RawFilterCriteria>,
-    pub scaling_config: Option<RawScalingConfig>,
-    pub starting_position: Option<String>,
-    pub starting_position_timestamp: Option<String>,
-    pub parallelization_factor: Option<i64>,
-    pub bisect_batch_on_function_error: Option<bool>,
-    pub maximum_retry_attempts: Option<i64>,
-    pub maximum_record_age_in_seconds: Option<i64>,
-    pub destination_config: Option<RawDestinationConfig>,
-    pub tumbling_window_in_seconds: Option<i64>,
+pub(crate) struct RawMapping {
+    pub(crate) uuid: Option<String>,
+    pub(crate) event_source_arn: Option<String>,
+    pub(crate) function_name: Option<String>,
+    pub(crate) enabled: Option<bool>,
+    pub(crate) batch_size: Option<i64>,
+    pub(crate) maximum_batching_window_in_seconds: Option<i64>,
+    pub(crate) function_response_types: Option<Vec<String>>,
+    pub(crate) filter_criteria: Option<RawFilterCriteria>,
+    pub(crate) scaling_config: Option<RawScalingConfig>,
+    pub(crate) starting_position: Option<String>,
+    pub(crate) starting_position_timestamp: Option<String>,
+    pub(crate) parallelization_factor: Option<i64>,
+    pub(crate) bisect_batch_on_function_error: Option<bool>,
+    pub(crate) maximum_retry_attempts: Option<i64>,
+    pub(crate) maximum_record_age_in_seconds: Option<i64>,
+    pub(crate) destination_config: Option<RawDestinationConfig>,
+    pub(crate) tumbling_window_in_seconds: Option<i64>,
     /// esmd's own extension (SQS only): exponential backoff for failed messages.
-    pub esmd_retry_backoff: Option<RawRetryBackoff>,
-    pub esmd_http_target: Option<String>,
+    pub(crate) esmd_retry_backoff: Option<RawRetryBackoff>,
+    pub(crate) esmd_http_target: Option<String>,
     /// esmd's own extension (streams only): how often a caught-up shard is read.
-    pub esmd_poll_interval_ms: Option<i64>,
+    pub(crate) esmd_poll_interval_ms: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRetryBackoff {
-    pub base_seconds: Option<i64>,
-    pub max_seconds: Option<i64>,
+pub(crate) struct RawRetryBackoff {
+    pub(crate) base_seconds: Option<i64>,
+    pub(crate) max_seconds: Option<i64>,
 }
 
 impl RawMapping {
     /// Every top-level mapping field, for reporting unknown ones individually.
-    pub const FIELDS: [&'static str; 20] = [
+    pub(crate) const FIELDS: [&'static str; 20] = [
         "uuid",
         "event_source_arn",
         "function_name",
@@ -105,31 +105,31 @@ impl RawMapping {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawFilterCriteria {
+pub(crate) struct RawFilterCriteria {
     #[serde(default)]
-    pub filter: Vec<RawFilter>,
+    pub(crate) filter: Vec<RawFilter>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawFilter {
-    pub pattern: Option<String>,
+pub(crate) struct RawFilter {
+    pub(crate) pattern: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawScalingConfig {
-    pub maximum_concurrency: Option<i64>,
+pub(crate) struct RawScalingConfig {
+    pub(crate) maximum_concurrency: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawDestinationConfig {
-    pub on_failure: Option<RawOnFailure>,
+pub(crate) struct RawDestinationConfig {
+    pub(crate) on_failure: Option<RawOnFailure>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawOnFailure {
-    pub destination_arn: Option<String>,
+pub(crate) struct RawOnFailure {
+    pub(crate) destination_arn: Option<String>,
 }

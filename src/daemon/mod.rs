@@ -9,7 +9,9 @@
 //! [`run_with_reload`]; each mapping has its own child tokens, so one can drain and stop while
 //! the others keep polling.
 
-pub mod reload;
+pub(crate) mod memory;
+pub(crate) mod reload;
+pub(crate) mod signals;
 
 use std::sync::Arc;
 
@@ -23,25 +25,29 @@ use crate::batch::BatchLimits;
 use crate::checkpoint::{CheckpointError, CheckpointStore, SqliteStore, StoreLock};
 use crate::config::{Config, ConfigError, EventSource, MappingConfig, SourceKind};
 use crate::failure::destination::{DestinationSender, SdkDestinations, StreamKind};
+use crate::failure::stream::StreamPolicy;
 use crate::filter::FilterSet;
+use crate::invoke::lambda::LambdaInvoker;
+use crate::invoke::Invoker;
+use crate::retry::RetryPolicies;
 use crate::source::dynamodb::SdkDynamoDbStreams;
 use crate::source::kinesis::SdkKinesis;
 use crate::source::sqs::{SdkSqs, Shutdown, SqsApi, SqsSource};
-use crate::source::stream::process::{Processor, RetryDelays};
+use crate::source::stream::process::Processor;
 use crate::source::stream::{self, ReadPacing, ShardContext, StreamApi, StreamSource};
-use crate::target::lambda::LambdaInvoker;
-use crate::target::Invoker;
 use crate::telemetry::events::{
     ConfigNeedsRestart, ConfigReloadRejected, ConfigReloaded, MappingStopped,
 };
 use crate::telemetry::{MappingStatus, Registry};
 
 #[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
+pub(crate) enum DaemonError {
     #[error(transparent)]
     Http(#[from] crate::http::BindError),
     #[error("mapping {uuid}: {message}")]
     Mapping { uuid: String, message: String },
+    #[error("stopped after a fatal error: {0}")]
+    Fatal(String),
     #[error("checkpoint store {path}: {source}")]
     State {
         path: String,
@@ -51,14 +57,15 @@ pub enum DaemonError {
 }
 
 /// Builds the [`StreamApi`] for a stream mapping.
-pub type StreamApiFactory = Arc<dyn Fn(&MappingConfig) -> Option<Arc<dyn StreamApi>> + Send + Sync>;
+pub(crate) type StreamApiFactory =
+    Arc<dyn Fn(&MappingConfig) -> Option<Arc<dyn StreamApi>> + Send + Sync>;
 
 /// The clients every mapping shares, built from one AWS configuration load.
-pub struct Clients {
-    pub sqs: Arc<dyn SqsApi>,
-    pub invoker: Arc<dyn Invoker>,
-    pub streams: StreamApiFactory,
-    pub destinations: Arc<dyn DestinationSender>,
+pub(crate) struct Clients {
+    pub(crate) sqs: Arc<dyn SqsApi>,
+    pub(crate) invoker: Arc<dyn Invoker>,
+    pub(crate) streams: StreamApiFactory,
+    pub(crate) destinations: Arc<dyn DestinationSender>,
 }
 
 /// The role ARN put in Kinesis records' `invokeIdentityArn`: esmd has no execution role, so
@@ -69,7 +76,7 @@ fn invoke_identity_arn(stream_arn: &str) -> String {
 }
 
 impl Clients {
-    pub async fn from_aws(config: &Config) -> Self {
+    pub(crate) async fn from_aws(config: &Config) -> Self {
         let aws = AwsContext::load(&config.aws).await;
         let kinesis = aws.kinesis();
         let dynamodb_streams = aws.dynamodb_streams();
@@ -107,21 +114,11 @@ impl Clients {
 }
 
 /// A reload request: the configuration file loaded again (on SIGHUP), or why it could not be.
-pub type ReloadRequest = Result<Config, ConfigError>;
+pub(crate) type ReloadRequest = Result<Config, ConfigError>;
 
-/// Runs every mapping until `shutdown` is cancelled, then drains.
-pub async fn run(
-    config: Config,
-    clients: Clients,
-    shutdown: CancellationToken,
-) -> Result<(), DaemonError> {
-    let (_no_reloads, reloads) = mpsc::unbounded_channel();
-    run_with_reload(config, clients, shutdown, reloads).await
-}
-
-/// Like [`run`], and applies each configuration received on `reloads` to the running set:
-/// see [`reload`].
-pub async fn run_with_reload(
+/// Runs every mapping until `shutdown` is cancelled, then drains; applies each configuration
+/// received on `reloads` to the running set (see [`reload`]).
+pub(crate) async fn run_with_reload(
     config: Config,
     clients: Clients,
     shutdown: CancellationToken,
@@ -145,6 +142,7 @@ pub async fn run_with_reload(
         abandon: CancellationToken::new(),
         store: None,
         store_lock: None,
+        fatal: crate::source::Fatal::new(shutdown.clone()),
         running: Vec::new(),
         config: config.clone(),
     };
@@ -185,7 +183,11 @@ pub async fn run_with_reload(
     if let Some(task) = http_task {
         let _ = task.await;
     }
+    let fatal = supervisor.fatal.reason();
     drop(supervisor);
+    if let Some(reason) = fatal {
+        return Err(DaemonError::Fatal(reason));
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -206,6 +208,8 @@ struct Supervisor {
     root: CancellationToken,
     abandon: CancellationToken,
     store: Option<Arc<dyn CheckpointStore>>,
+    /// Raised by a mapping that cannot go on safely: cancels the root token.
+    fatal: crate::source::Fatal,
     /// Held until the daemon returns: `esmd checkpoints` refuses to touch a live store.
     store_lock: Option<StoreLock>,
     running: Vec<Running>,
@@ -243,6 +247,7 @@ impl Supervisor {
         let shutdown = Shutdown {
             stop_receiving: self.root.child_token(),
             abandon: self.abandon.child_token(),
+            fatal: self.fatal.clone(),
         };
         let task = if mapping.enabled {
             Some(start_mapping(
@@ -369,7 +374,7 @@ fn start_mapping(
     let mapping = Arc::new(mapping.clone());
     // A mapping with `esmd_http_target` delivers to its own HTTP endpoint instead of Lambda.
     let invoker: Arc<dyn Invoker> = match &mapping.http_target {
-        Some(url) => Arc::new(crate::target::http::HttpInvoker::new(url)),
+        Some(url) => Arc::new(crate::invoke::http::HttpInvoker::new(url)),
         None => Arc::clone(&clients.invoker),
     };
     match mapping.kind() {
@@ -421,7 +426,12 @@ fn start_mapping(
                 destinations: Arc::clone(&clients.destinations),
                 status: Arc::clone(&status),
                 shutdown: shutdown.clone(),
-                delays: RetryDelays::DEFAULT,
+                policy: mapping
+                    .stream
+                    .as_ref()
+                    .map(StreamPolicy::from)
+                    .unwrap_or_default(),
+                delays: RetryPolicies::DEFAULT,
             };
             let lanes = mapping
                 .stream
@@ -438,10 +448,10 @@ fn start_mapping(
                 filter_view,
                 limits: BatchLimits::for_mapping(&mapping),
                 lanes,
+                tumbling_window: mapping.stream.as_ref().and_then(|s| s.tumbling_window),
                 pacing,
                 shutdown,
                 status,
-                views: stream::new_views(),
                 closed: Default::default(),
             };
             let source = StreamSource {

@@ -11,27 +11,28 @@ use crate::config::{Config, MappingConfig};
 
 /// What a reload does, in mapping identities.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ReloadPlan {
+pub(crate) struct ReloadPlan {
     /// New uuids: start them.
-    pub added: Vec<String>,
+    pub(crate) added: Vec<String>,
     /// Gone from the file: drain and stop them.
-    pub removed: Vec<String>,
+    pub(crate) removed: Vec<String>,
     /// Present in both with different settings: drain the old version, then start the new.
-    pub changed: Vec<String>,
+    pub(crate) changed: Vec<String>,
     /// Identical: not touched.
-    pub unchanged: Vec<String>,
+    pub(crate) unchanged: Vec<String>,
     /// Top-level sections that differ and take effect only after a restart.
-    pub needs_restart: Vec<&'static str>,
+    pub(crate) needs_restart: Vec<&'static str>,
 }
 
 impl ReloadPlan {
-    pub fn is_noop(&self) -> bool {
+    #[cfg(test)]
+    fn is_noop(&self) -> bool {
         self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
     }
 }
 
 /// Compares the running configuration with a newly loaded one.
-pub fn plan(running: &Config, next: &Config) -> ReloadPlan {
+pub(crate) fn plan(running: &Config, next: &Config) -> ReloadPlan {
     let mut plan = ReloadPlan::default();
     let find = |list: &[MappingConfig], uuid: &str| -> Option<MappingConfig> {
         list.iter().find(|m| m.uuid == uuid).cloned()

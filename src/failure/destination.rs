@@ -5,50 +5,52 @@
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::future::BoxFuture;
+
+use crate::aws::error::{AwsFailure, FailureClass};
 use serde::Serialize;
 
+use crate::action::ErrorAction;
 use crate::config::FailureDestination;
-use crate::failure::ErrorAction;
 
 /// Why a batch was given up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Condition {
+pub(crate) enum Condition {
     RetryAttemptsExhausted,
     RecordAgeExceeded,
 }
 
 /// Which stream the batch came from; picks `KinesisBatchInfo` or `DDBStreamBatchInfo`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StreamKind {
+pub(crate) enum StreamKind {
     Kinesis,
     DynamoDb,
 }
 
 /// The last invocation's answer, when there was one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResponseContext {
-    pub status_code: u16,
+pub(crate) struct ResponseContext {
+    pub(crate) status_code: u16,
     /// `Unhandled` for a thrown error; `None` (JSON `null`) for a partial-batch response.
-    pub function_error: Option<String>,
+    pub(crate) function_error: Option<String>,
 }
 
 /// Everything the record says about the discarded batch.
 #[derive(Debug, Clone)]
-pub struct FailedBatch<'a> {
-    pub kind: StreamKind,
-    pub request_id: String,
-    pub function_arn: String,
-    pub condition: Condition,
-    pub approximate_invoke_count: u32,
-    pub response: Option<ResponseContext>,
-    pub timestamp: DateTime<Utc>,
-    pub shard_id: &'a str,
-    pub stream_arn: &'a str,
-    pub start_sequence_number: &'a str,
-    pub end_sequence_number: &'a str,
-    pub first_arrival: DateTime<Utc>,
-    pub last_arrival: DateTime<Utc>,
-    pub batch_size: usize,
+pub(crate) struct FailedBatch<'a> {
+    pub(crate) kind: StreamKind,
+    pub(crate) request_id: String,
+    pub(crate) function_arn: String,
+    pub(crate) condition: Condition,
+    pub(crate) approximate_invoke_count: u32,
+    pub(crate) response: Option<ResponseContext>,
+    pub(crate) timestamp: DateTime<Utc>,
+    pub(crate) shard_id: &'a str,
+    pub(crate) stream_arn: &'a str,
+    pub(crate) start_sequence_number: &'a str,
+    pub(crate) end_sequence_number: &'a str,
+    pub(crate) first_arrival: DateTime<Utc>,
+    pub(crate) last_arrival: DateTime<Utc>,
+    pub(crate) batch_size: usize,
 }
 
 #[derive(Serialize)]
@@ -106,7 +108,7 @@ fn seconds(t: DateTime<Utc>) -> String {
 
 impl FailedBatch<'_> {
     /// The JSON record. `payload` (the original invocation event) is added for S3 only.
-    pub fn to_json(&self, payload: Option<&str>) -> String {
+    pub(crate) fn to_json(&self, payload: Option<&str>) -> String {
         // Kinesis times carry milliseconds; DynamoDB's are whole seconds.
         let arrival = match self.kind {
             StreamKind::Kinesis => millis,
@@ -148,7 +150,7 @@ impl FailedBatch<'_> {
 
     /// AWS's S3 object key:
     /// `aws/lambda/<ESM-UUID>/<shardID>/YYYY/MM/DD/YYYY-MM-DDTHH.MM.SS-<random UUID>`.
-    pub fn s3_key(&self, mapping_uuid: &str) -> String {
+    pub(crate) fn s3_key(&self, mapping_uuid: &str) -> String {
         format!(
             "aws/lambda/{mapping_uuid}/{}/{}/{}-{}",
             self.shard_id,
@@ -161,16 +163,16 @@ impl FailedBatch<'_> {
 
 /// What one destination delivery carries.
 #[derive(Debug, Clone)]
-pub struct Delivery {
+pub(crate) struct Delivery {
     /// The metadata record (the SQS message body, SNS message).
-    pub record: String,
+    pub(crate) record: String,
     /// For S3: the object key and the record with the original event as `payload`.
-    pub s3_key: String,
-    pub s3_body: String,
+    pub(crate) s3_key: String,
+    pub(crate) s3_body: String,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum DestinationError {
+pub(crate) enum DestinationError {
     #[error("destination {arn} does not exist: {message}")]
     Missing { arn: String, message: String },
     #[error("access to destination {arn} denied: {message}")]
@@ -183,7 +185,7 @@ impl DestinationError {
     /// Every delivery failure is retried: a batch is never dropped because its destination
     /// is unavailable. A missing or forbidden destination also puts the mapping in its error
     /// state while it waits.
-    pub fn action(&self) -> ErrorAction {
+    pub(crate) fn action(&self) -> ErrorAction {
         match self {
             DestinationError::Transient { .. } => ErrorAction::Retry,
             _ => ErrorAction::StopMapping,
@@ -192,7 +194,7 @@ impl DestinationError {
 }
 
 /// Sends on-failure records.
-pub trait DestinationSender: Send + Sync {
+pub(crate) trait DestinationSender: Send + Sync {
     fn send<'a>(
         &'a self,
         destination: &'a FailureDestination,
@@ -202,10 +204,10 @@ pub trait DestinationSender: Send + Sync {
 
 /// The SDK implementation (SQS SendMessage, SNS Publish, S3 PutObject).
 #[derive(Clone, Debug)]
-pub struct SdkDestinations {
-    pub sqs: aws_sdk_sqs::Client,
-    pub sns: aws_sdk_sns::Client,
-    pub s3: aws_sdk_s3::Client,
+pub(crate) struct SdkDestinations {
+    pub(crate) sqs: aws_sdk_sqs::Client,
+    pub(crate) sns: aws_sdk_sns::Client,
+    pub(crate) s3: aws_sdk_s3::Client,
 }
 
 fn classify<E>(
@@ -215,22 +217,13 @@ fn classify<E>(
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let code = err.code().unwrap_or_default().to_string();
-    let message = match err.message() {
-        Some(m) => format!("{code}: {m}"),
-        None => crate::target::lambda::error_chain(&err),
-    };
-    let arn = arn.to_string();
-    if code.contains("NonExistent")
-        || code.contains("NotFound")
-        || code.contains("NoSuchBucket")
-        || code.contains("QueueDoesNotExist")
-    {
-        DestinationError::Missing { arn, message }
-    } else if code.contains("AccessDenied") || code.contains("AuthorizationError") {
-        DestinationError::AccessDenied { arn, message }
-    } else {
-        DestinationError::Transient { arn, message }
+    let failure = AwsFailure::from_sdk(&err);
+    let (arn, message) = (arn.to_string(), failure.to_string());
+    match failure.class {
+        FailureClass::NotFound => DestinationError::Missing { arn, message },
+        FailureClass::AccessDenied => DestinationError::AccessDenied { arn, message },
+        // Every other failure is retried: a batch is never dropped for its destination.
+        _ => DestinationError::Transient { arn, message },
     }
 }
 

@@ -1,20 +1,20 @@
 //! Which messages of an SQS batch to delete after an invocation (`docs/esm-semantics.md` §3).
 //! Pure: the source applies the decision with DeleteMessageBatch.
 
+use crate::invoke::InvokeOutcome;
 use crate::payload::response::{parse_batch_item_failures, resolve_identifiers, BatchItemFailures};
-use crate::target::InvokeOutcome;
 
 /// The part of a message the decision needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MessageKey<'a> {
-    pub message_id: &'a str,
+pub(crate) struct MessageKey<'a> {
+    pub(crate) message_id: &'a str,
     /// `MessageGroupId` on FIFO queues.
-    pub group_id: Option<&'a str>,
+    pub(crate) group_id: Option<&'a str>,
 }
 
 /// What to do with a batch once the function has answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SqsDisposition {
+pub(crate) enum SqsDisposition {
     /// Delete every message.
     DeleteAll,
     /// Delete the messages at `delete`; the ones at `keep` return after their visibility
@@ -34,7 +34,7 @@ pub enum SqsDisposition {
 /// FIFO queues, once a message of a group is kept, every later message of that group is kept
 /// too, so the group's order survives the retry even if the function reported only the first
 /// failure.
-pub fn decide(
+pub(crate) fn decide(
     outcome: &InvokeOutcome,
     report_batch_item_failures: bool,
     batch: &[MessageKey<'_>],
@@ -94,7 +94,7 @@ pub fn decide(
 /// esmd's backoff for a failed SQS message: base × 2^(receive count − 1), capped at `max`
 /// and at SQS's 12-hour limit, with "equal jitter" (a uniform draw from the upper half), so
 /// retries of many messages spread out. `unit` in [0, 1) supplies the randomness.
-pub fn backoff_visibility(
+pub(crate) fn backoff_visibility(
     backoff: &crate::config::RetryBackoff,
     receive_count: u32,
     unit: f64,

@@ -9,10 +9,10 @@
 use serde_json::{Map, Value};
 
 /// The largest pattern Lambda accepts.
-pub const MAX_PATTERN_CHARS: usize = 4096;
+pub(crate) const MAX_PATTERN_CHARS: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum PatternError {
+pub(crate) enum PatternError {
     #[error("pattern is longer than {MAX_PATTERN_CHARS} characters")]
     TooLong,
     #[error("pattern is not valid JSON: {0}")]
@@ -25,7 +25,7 @@ pub enum PatternError {
 
 /// A compiled filter pattern.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FilterPattern {
+pub(crate) struct FilterPattern {
     root: Node,
 }
 
@@ -99,7 +99,7 @@ fn invalid(path: &str, message: impl Into<String>) -> PatternError {
 }
 
 impl FilterPattern {
-    pub fn parse(text: &str) -> Result<Self, PatternError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, PatternError> {
         if text.chars().count() > MAX_PATTERN_CHARS {
             return Err(PatternError::TooLong);
         }
@@ -114,7 +114,7 @@ impl FilterPattern {
     }
 
     /// Whether the record view matches this pattern.
-    pub fn matches(&self, record: &Value) -> bool {
+    pub(crate) fn matches(&self, record: &Value) -> bool {
         match_node(&self.root, Some(record))
     }
 }
@@ -346,12 +346,12 @@ fn match_scalar(matcher: &Matcher, value: &Value) -> bool {
 
 /// The filters of one mapping: a record passes when any filter matches, or when there are none.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct FilterSet {
+pub(crate) struct FilterSet {
     patterns: Vec<FilterPattern>,
 }
 
 impl FilterSet {
-    pub fn compile(patterns: &[String]) -> Result<Self, PatternError> {
+    pub(crate) fn compile(patterns: &[String]) -> Result<Self, PatternError> {
         Ok(FilterSet {
             patterns: patterns
                 .iter()
@@ -360,11 +360,11 @@ impl FilterSet {
         })
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.patterns.is_empty()
     }
 
-    pub fn accepts(&self, record: &Value) -> bool {
+    pub(crate) fn accepts(&self, record: &Value) -> bool {
         self.patterns.is_empty() || self.patterns.iter().any(|p| p.matches(record))
     }
 }

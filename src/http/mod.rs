@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::telemetry::metrics::render_prometheus;
 use crate::telemetry::Registry;
 
-pub fn router(registry: Arc<Registry>) -> Router {
+pub(crate) fn router(registry: Arc<Registry>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -52,14 +52,14 @@ async fn mappings(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on {addr} for the admin HTTP endpoints: {source}")]
-pub struct BindError {
-    pub addr: SocketAddr,
+pub(crate) struct BindError {
+    pub(crate) addr: SocketAddr,
     #[source]
-    pub source: std::io::Error,
+    pub(crate) source: std::io::Error,
 }
 
 /// Binds the listener (so a bad address fails at start-up) and returns the serving future.
-pub async fn serve(
+pub(crate) async fn serve(
     addr: SocketAddr,
     registry: Arc<Registry>,
     shutdown: CancellationToken,

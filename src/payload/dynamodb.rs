@@ -10,19 +10,19 @@ use super::RecordJson;
 /// A stream record as esmd sees it. Images are DynamoDB-JSON objects (`{"S": "x"}`), already
 /// converted from the SDK's types by the source client.
 #[derive(Debug, Clone, PartialEq)]
-pub struct DynamoDbRecord {
-    pub event_id: String,
+pub(crate) struct DynamoDbRecord {
+    pub(crate) event_id: String,
     /// `INSERT`, `MODIFY` or `REMOVE`.
-    pub event_name: String,
+    pub(crate) event_name: String,
     /// Seconds since the epoch.
-    pub approximate_creation_seconds: i64,
-    pub keys: Map<String, Value>,
-    pub new_image: Option<Map<String, Value>>,
-    pub old_image: Option<Map<String, Value>>,
-    pub sequence_number: String,
-    pub size_bytes: i64,
+    pub(crate) approximate_creation_seconds: i64,
+    pub(crate) keys: Map<String, Value>,
+    pub(crate) new_image: Option<Map<String, Value>>,
+    pub(crate) old_image: Option<Map<String, Value>>,
+    pub(crate) sequence_number: String,
+    pub(crate) size_bytes: i64,
     /// `KEYS_ONLY`, `NEW_IMAGE`, `OLD_IMAGE` or `NEW_AND_OLD_IMAGES`.
-    pub stream_view_type: String,
+    pub(crate) stream_view_type: String,
 }
 
 #[derive(Serialize)]
@@ -68,7 +68,7 @@ fn includes_old(view: &str) -> bool {
     matches!(view, "OLD_IMAGE" | "NEW_AND_OLD_IMAGES")
 }
 
-pub fn record_json(record: &DynamoDbRecord, stream_arn: &str, region: &str) -> RecordJson {
+pub(crate) fn record_json(record: &DynamoDbRecord, stream_arn: &str, region: &str) -> RecordJson {
     let view = record.stream_view_type.as_str();
     let event = record.event_name.as_str();
     let outer = Outer {
@@ -101,7 +101,7 @@ pub fn record_json(record: &DynamoDbRecord, stream_arn: &str, region: &str) -> R
 
 /// What a filter pattern sees: the record as sent (`eventName`, `dynamodb.*` with typed
 /// values).
-pub fn filter_view(record_json: &str) -> Value {
+pub(crate) fn filter_view(record_json: &str) -> Value {
     serde_json::from_str(record_json).unwrap_or(Value::Null)
 }
 

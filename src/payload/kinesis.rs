@@ -9,21 +9,21 @@ use super::RecordJson;
 
 /// A Kinesis record as esmd sees it: the SDK's type stops at the source client.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KinesisRecord {
-    pub partition_key: String,
-    pub sequence_number: String,
-    pub data: Vec<u8>,
+pub(crate) struct KinesisRecord {
+    pub(crate) partition_key: String,
+    pub(crate) sequence_number: String,
+    pub(crate) data: Vec<u8>,
     /// Approximate arrival, milliseconds since the epoch.
-    pub arrival_millis: i64,
+    pub(crate) arrival_millis: i64,
 }
 
 /// What every record of one mapping shares.
 #[derive(Debug, Clone)]
-pub struct KinesisContext<'a> {
-    pub shard_id: &'a str,
-    pub stream_arn: &'a str,
-    pub region: &'a str,
-    pub invoke_identity_arn: &'a str,
+pub(crate) struct KinesisContext<'a> {
+    pub(crate) shard_id: &'a str,
+    pub(crate) stream_arn: &'a str,
+    pub(crate) region: &'a str,
+    pub(crate) invoke_identity_arn: &'a str,
 }
 
 #[derive(Serialize)]
@@ -56,11 +56,11 @@ struct Outer<'a> {
 }
 
 /// Seconds since the epoch with milliseconds, as the number AWS sends.
-pub fn epoch_seconds(millis: i64) -> f64 {
+pub(crate) fn epoch_seconds(millis: i64) -> f64 {
     millis as f64 / 1000.0
 }
 
-pub fn record_json(record: &KinesisRecord, ctx: &KinesisContext<'_>) -> RecordJson {
+pub(crate) fn record_json(record: &KinesisRecord, ctx: &KinesisContext<'_>) -> RecordJson {
     let outer = Outer {
         kinesis: Inner {
             kinesis_schema_version: "1.0",
@@ -86,7 +86,7 @@ pub fn record_json(record: &KinesisRecord, ctx: &KinesisContext<'_>) -> RecordJs
 /// What a filter pattern sees: the record's fields, with `data` decoded from base64 and
 /// parsed when it is JSON, both at the top level (`{"data": …}`, `{"partitionKey": …}`, as
 /// Lambda's filtering page writes them) and under `kinesis`.
-pub fn filter_view(record_json: &str) -> serde_json::Value {
+pub(crate) fn filter_view(record_json: &str) -> serde_json::Value {
     use serde_json::Value;
     let Ok(Value::Object(mut outer)) = serde_json::from_str::<Value>(record_json) else {
         return Value::Null;

@@ -6,27 +6,27 @@
 //! copied or re-encoded per invocation. Field names and order follow AWS's own events
 //! byte-for-byte; golden tests in `tests/` compare them with AWS's documented examples.
 
-pub mod dynamodb;
-pub mod kinesis;
-pub mod response;
-pub mod sqs;
-pub mod window;
+pub(crate) mod dynamodb;
+pub(crate) mod kinesis;
+pub(crate) mod response;
+pub(crate) mod sqs;
+pub(crate) mod window;
 
 use serde_json::value::RawValue;
 
 /// One record, already serialised as it will appear inside `Records`.
-pub type RecordJson = Box<RawValue>;
+pub(crate) type RecordJson = Box<RawValue>;
 
 const RECORDS_PREFIX: &[u8] = b"{\"Records\":[";
 pub(crate) const RECORDS_SUFFIX: &[u8] = b"]}";
 
 /// Bytes the `{"Records":[…]}` wrapper adds to a batch of `count` records.
-pub fn envelope_overhead(count: usize) -> usize {
+pub(crate) fn envelope_overhead(count: usize) -> usize {
     RECORDS_PREFIX.len() + RECORDS_SUFFIX.len() + count.saturating_sub(1)
 }
 
 /// Joins already-serialised records into an invocation payload.
-pub fn records_event<'a>(records: impl IntoIterator<Item = &'a RawValue>) -> Vec<u8> {
+pub(crate) fn records_event<'a>(records: impl IntoIterator<Item = &'a RawValue>) -> Vec<u8> {
     let mut out = Vec::with_capacity(4096);
     out.extend_from_slice(RECORDS_PREFIX);
     for (i, r) in records.into_iter().enumerate() {

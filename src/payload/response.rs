@@ -5,7 +5,7 @@ use serde_json::Value;
 
 /// What a successful invocation's response says about the batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BatchItemFailures {
+pub(crate) enum BatchItemFailures {
     /// Every record succeeded.
     None,
     /// These identifiers (as the function wrote them) failed; all others succeeded.
@@ -14,7 +14,7 @@ pub enum BatchItemFailures {
 
 /// Why a response fails the whole batch.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ResponseError {
+pub(crate) enum ResponseError {
     #[error("the function's response is not valid JSON")]
     NotJson,
     #[error("batchItemFailures[{index}] has no non-empty string itemIdentifier")]
@@ -31,7 +31,7 @@ pub enum ResponseError {
 /// `batchItemFailures`, and (as AWS was observed to do) any JSON that is not an object, such
 /// as `[]` or `""`. Failure of the whole batch: invalid JSON, or an entry whose
 /// `itemIdentifier` is missing, null, empty or not a string.
-pub fn parse_batch_item_failures(body: &[u8]) -> Result<BatchItemFailures, ResponseError> {
+pub(crate) fn parse_batch_item_failures(body: &[u8]) -> Result<BatchItemFailures, ResponseError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(BatchItemFailures::None);
     }
@@ -59,7 +59,7 @@ pub fn parse_batch_item_failures(body: &[u8]) -> Result<BatchItemFailures, Respo
 
 /// Maps reported identifiers to positions in the batch; an identifier that names no record
 /// fails the whole batch. The result is sorted and deduplicated.
-pub fn resolve_identifiers<'a>(
+pub(crate) fn resolve_identifiers<'a>(
     reported: &[String],
     batch_ids: impl Iterator<Item = &'a str> + Clone,
 ) -> Result<Vec<usize>, ResponseError> {

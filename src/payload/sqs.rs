@@ -9,26 +9,26 @@ use serde::Serialize;
 
 /// An SQS message as esmd sees it: the SDK's type stops at the source client.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct SqsMessage {
-    pub message_id: String,
-    pub receipt_handle: String,
-    pub body: String,
+pub(crate) struct SqsMessage {
+    pub(crate) message_id: String,
+    pub(crate) receipt_handle: String,
+    pub(crate) body: String,
     /// System attributes (`ApproximateReceiveCount`, `SentTimestamp`, …), all strings.
-    pub attributes: Vec<(String, String)>,
-    pub message_attributes: Vec<(String, MessageAttribute)>,
-    pub md5_of_body: Option<String>,
-    pub md5_of_message_attributes: Option<String>,
+    pub(crate) attributes: Vec<(String, String)>,
+    pub(crate) message_attributes: Vec<(String, MessageAttribute)>,
+    pub(crate) md5_of_body: Option<String>,
+    pub(crate) md5_of_message_attributes: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct MessageAttribute {
-    pub data_type: String,
-    pub string_value: Option<String>,
-    pub binary_value: Option<Vec<u8>>,
+pub(crate) struct MessageAttribute {
+    pub(crate) data_type: String,
+    pub(crate) string_value: Option<String>,
+    pub(crate) binary_value: Option<Vec<u8>>,
 }
 
 impl SqsMessage {
-    pub fn attribute(&self, name: &str) -> Option<&str> {
+    pub(crate) fn attribute(&self, name: &str) -> Option<&str> {
         self.attributes
             .iter()
             .find(|(k, _)| k == name)
@@ -36,11 +36,11 @@ impl SqsMessage {
     }
 
     /// `MessageGroupId` on FIFO queues.
-    pub fn group_id(&self) -> Option<&str> {
+    pub(crate) fn group_id(&self) -> Option<&str> {
         self.attribute("MessageGroupId")
     }
 
-    pub fn receive_count(&self) -> u32 {
+    pub(crate) fn receive_count(&self) -> u32 {
         self.attribute("ApproximateReceiveCount")
             .and_then(|c| c.parse().ok())
             .unwrap_or(1)
@@ -108,7 +108,7 @@ struct AttributeOut<'a> {
 }
 
 /// Serialises one message as the record Lambda would deliver.
-pub fn record_json(
+pub(crate) fn record_json(
     message: &SqsMessage,
     queue_arn: &str,
     region: &str,
@@ -178,7 +178,7 @@ fn hex_md5(bytes: &[u8]) -> String {
 
 /// SQS's MD5 of message attributes: sorted by name; each contributes length-prefixed name,
 /// data type, a transport byte (1 string/number, 2 binary) and the length-prefixed value.
-pub fn md5_of_message_attributes(attributes: &[(String, MessageAttribute)]) -> String {
+pub(crate) fn md5_of_message_attributes(attributes: &[(String, MessageAttribute)]) -> String {
     let mut sorted: Vec<&(String, MessageAttribute)> = attributes.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     let mut buf = Vec::new();
@@ -209,7 +209,7 @@ pub fn md5_of_message_attributes(attributes: &[(String, MessageAttribute)]) -> S
 
 /// The JSON a filter pattern sees for an SQS message: `body` parsed when it is JSON (a plain
 /// string otherwise), `attributes` and `messageAttributes`.
-pub fn filter_view(message: &SqsMessage) -> serde_json::Value {
+pub(crate) fn filter_view(message: &SqsMessage) -> serde_json::Value {
     use serde_json::{Map, Value};
     let body = serde_json::from_str::<Value>(&message.body)
         .ok()

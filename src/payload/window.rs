@@ -12,16 +12,16 @@ use crate::checkpoint::WindowState;
 
 /// What one windowed invocation says about the window besides its records.
 #[derive(Debug, Clone, Copy)]
-pub struct WindowFields<'a> {
-    pub window: &'a WindowState,
-    pub shard_id: &'a str,
-    pub event_source_arn: &'a str,
-    pub is_final: bool,
-    pub terminated_early: bool,
+pub(crate) struct WindowFields<'a> {
+    pub(crate) window: &'a WindowState,
+    pub(crate) shard_id: &'a str,
+    pub(crate) event_source_arn: &'a str,
+    pub(crate) is_final: bool,
+    pub(crate) terminated_early: bool,
 }
 
 /// Builds a windowed event from already-serialised records.
-pub fn window_event<'a>(
+pub(crate) fn window_event<'a>(
     records: impl IntoIterator<Item = &'a RawValue>,
     fields: &WindowFields<'_>,
 ) -> Vec<u8> {
@@ -52,7 +52,7 @@ fn iso(t: chrono::DateTime<chrono::Utc>) -> String {
 
 /// Why a windowed response fails the invocation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WindowResponseError {
+pub(crate) enum WindowResponseError {
     #[error("the function's response is not valid JSON")]
     NotJson,
     #[error("a tumbling-window response must contain a `state` object")]
@@ -61,7 +61,7 @@ pub enum WindowResponseError {
 
 /// Extracts the `state` a windowed invocation returned. AWS treats a response without it as
 /// a failed invocation.
-pub fn response_state(body: &[u8]) -> Result<Value, WindowResponseError> {
+pub(crate) fn response_state(body: &[u8]) -> Result<Value, WindowResponseError> {
     let value: Value = serde_json::from_slice(body).map_err(|_| WindowResponseError::NotJson)?;
     match value {
         Value::Object(mut object) => match object.remove("state") {

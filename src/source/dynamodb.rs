@@ -14,14 +14,18 @@ use crate::payload::dynamodb::{record_json, DynamoDbRecord};
 
 /// One table's stream.
 #[derive(Clone, Debug)]
-pub struct SdkDynamoDbStreams {
+pub(crate) struct SdkDynamoDbStreams {
     client: aws_sdk_dynamodbstreams::Client,
     stream_arn: String,
     region: String,
 }
 
 impl SdkDynamoDbStreams {
-    pub fn new(client: aws_sdk_dynamodbstreams::Client, stream_arn: &str, region: &str) -> Self {
+    pub(crate) fn new(
+        client: aws_sdk_dynamodbstreams::Client,
+        stream_arn: &str,
+        region: &str,
+    ) -> Self {
         SdkDynamoDbStreams {
             client,
             stream_arn: stream_arn.to_string(),
@@ -35,7 +39,7 @@ fn seq(text: &str) -> Result<SequenceNumber, StreamError> {
 }
 
 /// An SDK attribute value as DynamoDB JSON.
-pub fn attribute_json(value: &AttributeValue) -> Value {
+pub(crate) fn attribute_json(value: &AttributeValue) -> Value {
     let b64 = |b: &aws_sdk_dynamodbstreams::primitives::Blob| {
         Value::String(base64::engine::general_purpose::STANDARD.encode(b.as_ref()))
     };
@@ -58,7 +62,7 @@ pub fn attribute_json(value: &AttributeValue) -> Value {
 }
 
 /// An item image, with attributes sorted by name so the JSON is deterministic.
-pub fn image(map: &std::collections::HashMap<String, AttributeValue>) -> Map<String, Value> {
+pub(crate) fn image(map: &std::collections::HashMap<String, AttributeValue>) -> Map<String, Value> {
     let mut names: Vec<&String> = map.keys().collect();
     names.sort();
     names
@@ -188,7 +192,6 @@ impl StreamApi for SdkDynamoDbStreams {
             Ok(ReadBatch {
                 records,
                 next_iterator: out.next_shard_iterator().map(str::to_string),
-                child_shards: Vec::new(),
                 millis_behind_latest: None,
             })
         })

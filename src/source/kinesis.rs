@@ -7,13 +7,13 @@ use chrono::{DateTime, TimeZone, Utc};
 use futures::future::BoxFuture;
 
 use super::stream::{IteratorPosition, ReadBatch, ShardInfo, StreamApi, StreamError, StreamRecord};
+use crate::aws::error::{AwsFailure, FailureClass};
 use crate::checkpoint::SequenceNumber;
 use crate::payload::kinesis::{record_json, KinesisContext, KinesisRecord};
-use crate::target::lambda::error_chain;
 
 /// One Kinesis stream.
 #[derive(Clone, Debug)]
-pub struct SdkKinesis {
+pub(crate) struct SdkKinesis {
     client: aws_sdk_kinesis::Client,
     stream_name: String,
     stream_arn: String,
@@ -22,7 +22,7 @@ pub struct SdkKinesis {
 }
 
 impl SdkKinesis {
-    pub fn new(
+    pub(crate) fn new(
         client: aws_sdk_kinesis::Client,
         stream_arn: &str,
         stream_name: &str,
@@ -45,25 +45,19 @@ pub(crate) fn classify_stream_error<E>(
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let code = err.code().unwrap_or_default().to_string();
-    let text = match err.message() {
-        Some(m) => format!("{code}: {m}"),
-        None if !code.is_empty() => code.clone(),
-        None => error_chain(&err),
-    };
-    match code.as_str() {
-        "ExpiredIteratorException" | "TrimmedDataAccessException" => {
-            StreamError::ExpiredIterator(text)
+    let failure = AwsFailure::from_sdk(&err);
+    let text = failure.to_string();
+    match failure.class {
+        FailureClass::ExpiredIterator => StreamError::ExpiredIterator(text),
+        FailureClass::InvalidArgument => StreamError::InvalidArgument(text),
+        FailureClass::Throttled => StreamError::Throttled(text),
+        FailureClass::NotFound => StreamError::NotFound(text),
+        FailureClass::AccessDenied => StreamError::AccessDenied(text),
+        // Anything else (a 5xx, a reset, a refusal the reader cannot act on) is retried;
+        // three failed reads in a row refresh the iterator.
+        FailureClass::Transient | FailureClass::TooLarge | FailureClass::Rejected => {
+            StreamError::Transient(text)
         }
-        "InvalidArgumentException" | "ValidationException" => StreamError::InvalidArgument(text),
-        "ProvisionedThroughputExceededException"
-        | "LimitExceededException"
-        | "ThrottlingException" => StreamError::Throttled(text),
-        "ResourceNotFoundException" => StreamError::NotFound(text),
-        "AccessDeniedException" | "AccessDenied" | "UnrecognizedClientException" => {
-            StreamError::AccessDenied(text)
-        }
-        _ => StreamError::Transient(text),
     }
 }
 
@@ -188,11 +182,6 @@ impl StreamApi for SdkKinesis {
             Ok(ReadBatch {
                 records,
                 next_iterator: out.next_shard_iterator().map(str::to_string),
-                child_shards: out
-                    .child_shards()
-                    .iter()
-                    .map(|c| c.shard_id().to_string())
-                    .collect(),
                 millis_behind_latest: out.millis_behind_latest(),
             })
         })

@@ -4,14 +4,14 @@
 use std::time::Duration;
 
 /// A mapping started polling.
-pub struct MappingStarted<'a> {
-    pub uuid: &'a str,
-    pub source: &'a str,
-    pub function: &'a str,
+pub(crate) struct MappingStarted<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) source: &'a str,
+    pub(crate) function: &'a str,
 }
 
 impl MappingStarted<'_> {
-    pub fn emit(&self) {
+    pub(crate) fn emit(&self) {
         tracing::info!(
             mapping = self.uuid,
             source = self.source,
@@ -22,14 +22,14 @@ impl MappingStarted<'_> {
 }
 
 /// A mapping cannot work as configured; it keeps retrying every `retry_in`.
-pub struct MappingErrored<'a> {
-    pub uuid: &'a str,
-    pub error: &'a str,
-    pub retry_in: Duration,
+pub(crate) struct MappingErrored<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) error: &'a str,
+    pub(crate) retry_in: Duration,
 }
 
 impl MappingErrored<'_> {
-    pub fn emit(&self) {
+    pub(crate) fn emit(&self) {
         tracing::warn!(
             mapping = self.uuid,
             error = self.error,
@@ -40,16 +40,16 @@ impl MappingErrored<'_> {
 }
 
 /// A batch was invoked; `outcome` is a summary, never the payload.
-pub struct BatchInvoked<'a> {
-    pub uuid: &'a str,
-    pub records: usize,
-    pub payload_bytes: usize,
-    pub elapsed: Duration,
-    pub outcome: &'a str,
+pub(crate) struct BatchInvoked<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) records: usize,
+    pub(crate) payload_bytes: usize,
+    pub(crate) elapsed: Duration,
+    pub(crate) outcome: &'a str,
 }
 
 impl BatchInvoked<'_> {
-    pub fn emit(&self) {
+    pub(crate) fn emit(&self) {
         tracing::debug!(
             mapping = self.uuid,
             records = self.records,
@@ -62,15 +62,15 @@ impl BatchInvoked<'_> {
 }
 
 /// An invocation failed and will be retried.
-pub struct InvokeRetrying<'a> {
-    pub uuid: &'a str,
-    pub outcome: &'a str,
-    pub attempt: u32,
-    pub delay: Duration,
+pub(crate) struct InvokeRetrying<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) outcome: &'a str,
+    pub(crate) attempt: u32,
+    pub(crate) delay: Duration,
 }
 
 impl InvokeRetrying<'_> {
-    pub fn emit(&self) {
+    pub(crate) fn emit(&self) {
         tracing::info!(
             mapping = self.uuid,
             outcome = self.outcome,
@@ -82,14 +82,14 @@ impl InvokeRetrying<'_> {
 }
 
 /// A batch failed and its records return to the source.
-pub struct BatchFailed<'a> {
-    pub uuid: &'a str,
-    pub records: usize,
-    pub reason: &'a str,
+pub(crate) struct BatchFailed<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) records: usize,
+    pub(crate) reason: &'a str,
 }
 
 impl BatchFailed<'_> {
-    pub fn emit(&self) {
+    pub(crate) fn emit(&self) {
         tracing::warn!(
             mapping = self.uuid,
             records = self.records,
@@ -100,15 +100,15 @@ impl BatchFailed<'_> {
 }
 
 /// Some entries of a DeleteMessageBatch/ChangeMessageVisibilityBatch call failed.
-pub struct BatchEntriesFailed<'a> {
-    pub uuid: &'a str,
-    pub operation: &'a str,
-    pub failed: usize,
-    pub first_error: &'a str,
+pub(crate) struct BatchEntriesFailed<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) operation: &'a str,
+    pub(crate) failed: usize,
+    pub(crate) first_error: &'a str,
 }
 
 impl BatchEntriesFailed<'_> {
-    pub fn emit(&self) {
+    pub(crate) fn emit(&self) {
         tracing::warn!(
             mapping = self.uuid,
             operation = self.operation,
@@ -120,14 +120,14 @@ impl BatchEntriesFailed<'_> {
 }
 
 /// A record is larger than one invocation may carry.
-pub struct RecordTooLarge<'a> {
-    pub uuid: &'a str,
-    pub record_id: &'a str,
-    pub bytes: usize,
+pub(crate) struct RecordTooLarge<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) record_id: &'a str,
+    pub(crate) bytes: usize,
 }
 
 impl RecordTooLarge<'_> {
-    pub fn emit(&self) {
+    pub(crate) fn emit(&self) {
         tracing::warn!(
             mapping = self.uuid,
             record = self.record_id,
@@ -138,18 +138,18 @@ impl RecordTooLarge<'_> {
 }
 
 /// A stream batch was given up (retries or record age exhausted).
-pub struct BatchGivenUp<'a> {
-    pub uuid: &'a str,
-    pub shard_id: &'a str,
-    pub records: usize,
-    pub condition: &'a str,
-    pub first_sequence_number: &'a str,
-    pub last_sequence_number: &'a str,
-    pub destination: Option<&'a str>,
+pub(crate) struct BatchGivenUp<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) shard_id: &'a str,
+    pub(crate) records: usize,
+    pub(crate) condition: &'a str,
+    pub(crate) first_sequence_number: &'a str,
+    pub(crate) last_sequence_number: &'a str,
+    pub(crate) destination: Option<&'a str>,
 }
 
 impl BatchGivenUp<'_> {
-    pub fn emit(&self) {
+    pub(crate) fn emit(&self) {
         match self.destination {
             Some(destination) => tracing::warn!(
                 mapping = self.uuid,
@@ -175,14 +175,14 @@ impl BatchGivenUp<'_> {
 }
 
 /// A failing stream batch was split in two.
-pub struct BatchBisected<'a> {
-    pub uuid: &'a str,
-    pub shard_id: &'a str,
-    pub records: usize,
+pub(crate) struct BatchBisected<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) shard_id: &'a str,
+    pub(crate) records: usize,
 }
 
 impl BatchBisected<'_> {
-    pub fn emit(&self) {
+    pub(crate) fn emit(&self) {
         tracing::info!(
             mapping = self.uuid,
             shard = self.shard_id,
@@ -193,14 +193,14 @@ impl BatchBisected<'_> {
 }
 
 /// A shard worker started, with where it starts.
-pub struct ShardStarted<'a> {
-    pub uuid: &'a str,
-    pub shard_id: &'a str,
-    pub position: &'a str,
+pub(crate) struct ShardStarted<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) shard_id: &'a str,
+    pub(crate) position: &'a str,
 }
 
 impl ShardStarted<'_> {
-    pub fn emit(&self) {
+    pub(crate) fn emit(&self) {
         tracing::info!(
             mapping = self.uuid,
             shard = self.shard_id,
@@ -211,14 +211,14 @@ impl ShardStarted<'_> {
 }
 
 /// A shard was read to its end and checkpointed; its children may start.
-pub struct ShardEnded<'a> {
-    pub uuid: &'a str,
-    pub shard_id: &'a str,
-    pub how: &'a str,
+pub(crate) struct ShardEnded<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) shard_id: &'a str,
+    pub(crate) how: &'a str,
 }
 
 impl ShardEnded<'_> {
-    pub fn emit(&self) {
+    pub(crate) fn emit(&self) {
         tracing::info!(
             mapping = self.uuid,
             shard = self.shard_id,
@@ -229,15 +229,15 @@ impl ShardEnded<'_> {
 }
 
 /// A shard read failed.
-pub struct ShardReadFailed<'a> {
-    pub uuid: &'a str,
-    pub shard_id: &'a str,
-    pub error: &'a str,
-    pub action: &'a str,
+pub(crate) struct ShardReadFailed<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) shard_id: &'a str,
+    pub(crate) error: &'a str,
+    pub(crate) action: &'a str,
 }
 
 impl ShardReadFailed<'_> {
-    pub fn emit(&self) {
+    pub(crate) fn emit(&self) {
         tracing::warn!(
             mapping = self.uuid,
             shard = self.shard_id,
@@ -249,15 +249,15 @@ impl ShardReadFailed<'_> {
 }
 
 /// SIGHUP: a new configuration was loaded and applied to the running mappings.
-pub struct ConfigReloaded<'a> {
-    pub added: &'a [String],
-    pub removed: &'a [String],
-    pub changed: &'a [String],
-    pub unchanged: usize,
+pub(crate) struct ConfigReloaded<'a> {
+    pub(crate) added: &'a [String],
+    pub(crate) removed: &'a [String],
+    pub(crate) changed: &'a [String],
+    pub(crate) unchanged: usize,
 }
 
 impl ConfigReloaded<'_> {
-    pub fn emit(&self) {
+    pub(crate) fn emit(&self) {
         tracing::info!(
             added = ?self.added,
             removed = ?self.removed,
@@ -269,12 +269,12 @@ impl ConfigReloaded<'_> {
 }
 
 /// SIGHUP: the new configuration failed to load or validate; nothing changed.
-pub struct ConfigReloadRejected<'a> {
-    pub error: &'a str,
+pub(crate) struct ConfigReloadRejected<'a> {
+    pub(crate) error: &'a str,
 }
 
 impl ConfigReloadRejected<'_> {
-    pub fn emit(&self) {
+    pub(crate) fn emit(&self) {
         tracing::error!(
             error = self.error,
             "config reload rejected; the running mappings are unchanged"
@@ -283,12 +283,12 @@ impl ConfigReloadRejected<'_> {
 }
 
 /// SIGHUP: sections that are read only at start-up changed; they apply after a restart.
-pub struct ConfigNeedsRestart<'a> {
-    pub sections: &'a [&'static str],
+pub(crate) struct ConfigNeedsRestart<'a> {
+    pub(crate) sections: &'a [&'static str],
 }
 
 impl ConfigNeedsRestart<'_> {
-    pub fn emit(&self) {
+    pub(crate) fn emit(&self) {
         tracing::warn!(
             sections = ?self.sections,
             "config sections changed that take effect only after a restart"
@@ -297,14 +297,14 @@ impl ConfigNeedsRestart<'_> {
 }
 
 /// A mapping was stopped by a reload (removed or about to restart with new settings).
-pub struct MappingStopped<'a> {
-    pub uuid: &'a str,
-    pub reason: &'a str,
-    pub drained: bool,
+pub(crate) struct MappingStopped<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) reason: &'a str,
+    pub(crate) drained: bool,
 }
 
 impl MappingStopped<'_> {
-    pub fn emit(&self) {
+    pub(crate) fn emit(&self) {
         tracing::info!(
             mapping = self.uuid,
             reason = self.reason,

@@ -7,47 +7,47 @@ use super::MappingStatus;
 
 /// Counters mirroring AWS's ESM metrics, per mapping.
 #[derive(Debug)]
-pub struct MappingMetrics {
+pub(crate) struct MappingMetrics {
     /// PolledEventCount: records read from the source.
-    pub polled: AtomicU64,
+    pub(crate) polled: AtomicU64,
     /// FilteredOutEventCount: records that matched no filter.
-    pub filtered_out: AtomicU64,
+    pub(crate) filtered_out: AtomicU64,
     /// InvokedEventCount: records sent to the function (each attempt counts).
-    pub invoked: AtomicU64,
+    pub(crate) invoked: AtomicU64,
     /// FailedInvokeEventCount: records in invocations that did not succeed.
-    pub failed_invoke: AtomicU64,
+    pub(crate) failed_invoke: AtomicU64,
     /// DroppedEventCount: records given up on (streams).
-    pub dropped: AtomicU64,
+    pub(crate) dropped: AtomicU64,
     /// DeletedEventCount: SQS messages deleted after success or filtering.
-    pub deleted: AtomicU64,
+    pub(crate) deleted: AtomicU64,
     /// SQS messages whose delete failed (they will be redelivered).
-    pub delete_failed: AtomicU64,
+    pub(crate) delete_failed: AtomicU64,
     /// SQS messages made visible again without being processed (shutdown).
-    pub released: AtomicU64,
+    pub(crate) released: AtomicU64,
     /// OnFailureDestinationDeliveredEventCount.
-    pub on_failure_delivered: AtomicU64,
+    pub(crate) on_failure_delivered: AtomicU64,
     /// Invocations made.
-    pub invocations: AtomicU64,
+    pub(crate) invocations: AtomicU64,
     /// Batches currently being invoked.
-    pub in_flight_batches: AtomicI64,
+    pub(crate) in_flight_batches: AtomicI64,
     /// IteratorAge (streams): how far behind the tip the slowest shard is, in milliseconds.
-    pub iterator_age_ms: AtomicI64,
+    pub(crate) iterator_age_ms: AtomicI64,
     /// SQS: ApproximateNumberOfMessages (visible backlog), sampled; -1 until known.
-    pub sqs_backlog: AtomicI64,
+    pub(crate) sqs_backlog: AtomicI64,
     /// SQS: ApproximateNumberOfMessagesNotVisible (received by anyone, not yet deleted).
-    pub sqs_not_visible: AtomicI64,
+    pub(crate) sqs_not_visible: AtomicI64,
     /// How long invocations took, from request to response.
-    pub invocation_duration: Histogram,
+    pub(crate) invocation_duration: Histogram,
 }
 
 /// Upper bounds (seconds) of the invocation-duration buckets: 5 ms to Lambda's 15 minutes.
-pub const DURATION_BUCKETS: [f64; 14] = [
+pub(crate) const DURATION_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 900.0,
 ];
 
 /// A fixed-bucket, lock-free histogram in the Prometheus shape.
 #[derive(Debug, Default)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     /// Observations per bucket (not cumulative); the last slot is `+Inf`.
     buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
     sum_micros: AtomicU64,
@@ -55,7 +55,7 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    pub fn observe(&self, elapsed: std::time::Duration) {
+    pub(crate) fn observe(&self, elapsed: std::time::Duration) {
         let secs = elapsed.as_secs_f64();
         let slot = DURATION_BUCKETS
             .iter()
@@ -68,12 +68,12 @@ impl Histogram {
     }
 
     /// Records `elapsed` and hands it back, for use inline.
-    pub fn observed(&self, elapsed: std::time::Duration) -> std::time::Duration {
+    pub(crate) fn observed(&self, elapsed: std::time::Duration) -> std::time::Duration {
         self.observe(elapsed);
         elapsed
     }
 
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
     }
 
@@ -115,7 +115,7 @@ impl Default for MappingMetrics {
 }
 
 impl MappingMetrics {
-    pub fn add(counter: &AtomicU64, n: usize) {
+    pub(crate) fn add(counter: &AtomicU64, n: usize) {
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
 
@@ -134,7 +134,7 @@ impl MappingMetrics {
         ]
     }
 
-    pub fn snapshot(&self) -> serde_json::Value {
+    pub(crate) fn snapshot(&self) -> serde_json::Value {
         let mut map = serde_json::Map::new();
         for (name, _, counter) in self.counters() {
             let short = name.trim_start_matches("esmd_").trim_end_matches("_total");
@@ -164,7 +164,7 @@ fn escape(label: &str) -> String {
 }
 
 /// Renders every mapping's metrics in the Prometheus text exposition format.
-pub fn render_prometheus(mappings: &[std::sync::Arc<MappingStatus>]) -> String {
+pub(crate) fn render_prometheus(mappings: &[std::sync::Arc<MappingStatus>]) -> String {
     let mut out = String::new();
     let labels = |m: &MappingStatus| {
         format!(

@@ -6,8 +6,8 @@
 //! source kind, never a receipt handle, message id or sequence number. Logs never carry
 //! credentials or record payloads.
 
-pub mod events;
-pub mod metrics;
+pub(crate) mod events;
+pub(crate) mod metrics;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -15,11 +15,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use serde::Serialize;
 
 use crate::config::MappingConfig;
-pub use metrics::MappingMetrics;
+pub(crate) use metrics::MappingMetrics;
 
 /// A mapping's lifecycle state, named as AWS names them where AWS has a name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum MappingState {
+pub(crate) enum MappingState {
     /// Resolving its source (queue URL, stream) before the first poll.
     Enabling,
     /// Polling.
@@ -38,21 +38,44 @@ struct StatusText {
     last_error: Option<String>,
 }
 
+/// Where a shard worker is, as `/mappings` shows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ShardState {
+    #[default]
+    Reading,
+    Ended,
+    /// Never read: `LATEST` started past its end.
+    Skipped,
+    Stopped,
+    Failed,
+}
+
+/// What `/mappings` shows per shard.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub(crate) struct ShardView {
+    pub(crate) status: ShardState,
+    pub(crate) checkpoint: Option<String>,
+    pub(crate) iterator_age_ms: i64,
+    pub(crate) outstanding_records: usize,
+}
+
 /// Everything `/mappings`, `/readyz` and `/metrics` know about one mapping.
 #[derive(Debug)]
-pub struct MappingStatus {
-    pub uuid: String,
-    pub event_source_arn: String,
-    pub function_name: String,
-    pub source_kind: &'static str,
-    pub enabled: bool,
+pub(crate) struct MappingStatus {
+    pub(crate) uuid: String,
+    pub(crate) event_source_arn: String,
+    pub(crate) function_name: String,
+    pub(crate) source_kind: &'static str,
+    pub(crate) enabled: bool,
     state: Mutex<MappingState>,
     text: Mutex<StatusText>,
     /// Set once the mapping has polled at least once since it started.
     polling: AtomicBool,
-    pub metrics: MappingMetrics,
-    /// Per-shard details for stream mappings (JSON, filled by the stream source).
-    pub shards: Mutex<serde_json::Value>,
+    pub(crate) metrics: MappingMetrics,
+    /// Per-shard details for stream mappings, kept typed and serialised only when
+    /// `/mappings` is asked for.
+    shards: Mutex<std::collections::BTreeMap<String, ShardView>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -61,7 +84,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl MappingStatus {
-    pub fn new(mapping: &MappingConfig) -> Self {
+    pub(crate) fn new(mapping: &MappingConfig) -> Self {
         MappingStatus {
             uuid: mapping.uuid.clone(),
             event_source_arn: mapping.source.arn().to_string(),
@@ -83,20 +106,20 @@ impl MappingStatus {
             }),
             polling: AtomicBool::new(false),
             metrics: MappingMetrics::default(),
-            shards: Mutex::new(serde_json::Value::Null),
+            shards: Mutex::new(Default::default()),
         }
     }
 
-    pub fn state(&self) -> MappingState {
+    pub(crate) fn state(&self) -> MappingState {
         *lock(&self.state)
     }
 
-    pub fn set_state(&self, state: MappingState) {
+    pub(crate) fn set_state(&self, state: MappingState) {
         *lock(&self.state) = state;
     }
 
     /// Enters the error state with a reason; the mapping keeps retrying.
-    pub fn set_error(&self, error: impl Into<String>) {
+    pub(crate) fn set_error(&self, error: impl Into<String>) {
         let error = error.into();
         *lock(&self.state) = MappingState::Error;
         let mut text = lock(&self.text);
@@ -105,7 +128,7 @@ impl MappingStatus {
     }
 
     /// Marks the mapping as polling (it leaves any error state).
-    pub fn set_polling(&self) {
+    pub(crate) fn set_polling(&self) {
         self.polling.store(true, Ordering::Relaxed);
         let mut state = lock(&self.state);
         if matches!(*state, MappingState::Enabling | MappingState::Error) {
@@ -113,22 +136,22 @@ impl MappingStatus {
         }
     }
 
-    pub fn is_polling(&self) -> bool {
+    pub(crate) fn is_polling(&self) -> bool {
         self.polling.load(Ordering::Relaxed) && self.state() == MappingState::Enabled
     }
 
-    pub fn record_result(&self, result: impl Into<String>) {
+    pub(crate) fn record_result(&self, result: impl Into<String>) {
         lock(&self.text).last_processing_result = result.into();
     }
 
-    pub fn record_problem(&self, problem: impl Into<String>) {
+    pub(crate) fn record_problem(&self, problem: impl Into<String>) {
         let problem = problem.into();
         let mut text = lock(&self.text);
         text.last_processing_result = format!("PROBLEM: {problem}");
         text.last_error = Some(problem);
     }
 
-    pub fn snapshot(&self) -> serde_json::Value {
+    pub(crate) fn snapshot(&self) -> serde_json::Value {
         let text = lock(&self.text).clone();
         let mut v = serde_json::json!({
             "uuid": self.uuid,
@@ -140,36 +163,51 @@ impl MappingStatus {
             "last_error": text.last_error,
             "metrics": self.metrics.snapshot(),
         });
-        let shards = lock(&self.shards).clone();
-        if !shards.is_null() {
-            v["shards"] = shards;
+        let shards = lock(&self.shards);
+        if !shards.is_empty() {
+            v["shards"] = serde_json::to_value(&*shards).unwrap_or_default();
         }
         v
+    }
+
+    /// Changes one shard's view and refreshes the mapping's iterator age (the furthest-behind
+    /// shard).
+    pub(crate) fn update_shard(&self, shard_id: &str, change: impl FnOnce(&mut ShardView)) {
+        let mut shards = lock(&self.shards);
+        change(shards.entry(shard_id.to_string()).or_default());
+        let max_age = shards
+            .values()
+            .map(|v| v.iterator_age_ms)
+            .max()
+            .unwrap_or(0);
+        self.metrics
+            .iterator_age_ms
+            .store(max_age, Ordering::Relaxed);
     }
 }
 
 /// All mappings of the running daemon.
 #[derive(Debug, Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     mappings: RwLock<Vec<Arc<MappingStatus>>>,
 }
 
 impl Registry {
-    pub fn add(&self, status: Arc<MappingStatus>) {
+    pub(crate) fn add(&self, status: Arc<MappingStatus>) {
         self.mappings
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .push(status);
     }
 
-    pub fn remove(&self, uuid: &str) {
+    pub(crate) fn remove(&self, uuid: &str) {
         self.mappings
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|m| m.uuid != uuid);
     }
 
-    pub fn all(&self) -> Vec<Arc<MappingStatus>> {
+    pub(crate) fn all(&self) -> Vec<Arc<MappingStatus>> {
         self.mappings
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -177,7 +215,7 @@ impl Registry {
     }
 
     /// Ready once every enabled mapping is polling.
-    pub fn ready(&self) -> bool {
+    pub(crate) fn ready(&self) -> bool {
         self.all()
             .iter()
             .filter(|m| m.enabled)
@@ -188,7 +226,7 @@ impl Registry {
 /// Initialises `tracing`: human-readable by default, JSON with `json = true`; levels from
 /// `RUST_LOG` (default `info`).
 /// Targets whose trace output contains request and response bodies or signed headers.
-pub const WIRE_LOG_CAPS: [&str; 7] = [
+pub(crate) const WIRE_LOG_CAPS: [&str; 7] = [
     "aws_smithy_runtime=debug",
     "aws_smithy_runtime_api=debug",
     "aws_smithy_http_client=debug",
@@ -199,11 +237,11 @@ pub const WIRE_LOG_CAPS: [&str; 7] = [
 ];
 
 /// Whether [`WIRE_LOG_CAPS`] must be added to the `RUST_LOG` directives.
-pub fn wire_caps_needed(directives: &str, wire_logs_requested: bool) -> bool {
+pub(crate) fn wire_caps_needed(directives: &str, wire_logs_requested: bool) -> bool {
     !wire_logs_requested && directives.to_ascii_lowercase().contains("trace")
 }
 
-pub fn init_logging(json: bool) {
+pub(crate) fn init_logging(json: bool) {
     use tracing_subscriber::EnvFilter;
     let directives = std::env::var("RUST_LOG").unwrap_or_default();
     let mut filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));

@@ -10,13 +10,13 @@ use aws_sdk_sqs::types::{
 };
 use futures::future::BoxFuture;
 
-use crate::failure::ErrorAction;
+use crate::action::ErrorAction;
+use crate::aws::error::{AwsFailure, FailureClass};
 use crate::payload::sqs::{MessageAttribute, SqsMessage};
-use crate::target::lambda::error_chain;
 
 /// An SQS call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SqsError {
+pub(crate) enum SqsError {
     #[error("queue does not exist: {0}")]
     QueueMissing(String),
     #[error("access denied: {0}")]
@@ -30,7 +30,7 @@ pub enum SqsError {
 }
 
 impl SqsError {
-    pub fn action(&self) -> ErrorAction {
+    pub(crate) fn action(&self) -> ErrorAction {
         match self {
             SqsError::QueueMissing(_) | SqsError::AccessDenied(_) | SqsError::Other(_) => {
                 ErrorAction::StopMapping
@@ -42,21 +42,21 @@ impl SqsError {
 
 /// One entry of a batch call that SQS refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FailedEntry {
+pub(crate) struct FailedEntry {
     /// The position of the entry in the request.
-    pub index: usize,
-    pub code: String,
-    pub message: String,
+    pub(crate) index: usize,
+    pub(crate) code: String,
+    pub(crate) message: String,
 }
 
 /// A message to delete or change, by its receipt handle.
 #[derive(Debug, Clone, Copy)]
-pub struct ReceiptRef<'a> {
-    pub receipt_handle: &'a str,
+pub(crate) struct ReceiptRef<'a> {
+    pub(crate) receipt_handle: &'a str,
 }
 
 /// The SQS calls a mapping makes.
-pub trait SqsApi: Send + Sync + 'static {
+pub(crate) trait SqsApi: Send + Sync + 'static {
     fn queue_url<'a>(
         &'a self,
         queue_name: &'a str,
@@ -95,12 +95,12 @@ pub trait SqsApi: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Vec<FailedEntry>, SqsError>>;
 }
 
-pub struct SdkSqs {
+pub(crate) struct SdkSqs {
     client: aws_sdk_sqs::Client,
 }
 
 impl SdkSqs {
-    pub fn new(client: aws_sdk_sqs::Client) -> Self {
+    pub(crate) fn new(client: aws_sdk_sqs::Client) -> Self {
         SdkSqs { client }
     }
 }
@@ -109,28 +109,17 @@ fn classify<E>(err: SdkError<E, aws_smithy_runtime_api::http::Response>) -> SqsE
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let code = err.code().unwrap_or_default().to_string();
-    let text = match err.message() {
-        Some(m) => format!("{code}: {m}"),
-        None => error_chain(&err),
-    };
-    if code.contains("NonExistentQueue") || code.contains("QueueDoesNotExist") {
-        return SqsError::QueueMissing(text);
-    }
-    if code.contains("AccessDenied") || code.contains("InvalidClientTokenId") {
-        return SqsError::AccessDenied(text);
-    }
-    if code.contains("Throttl") || code.contains("RequestThrottled") || code.contains("OverLimit") {
-        return SqsError::Throttled(text);
-    }
-    match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            SqsError::Transient(text)
-        }
-        SdkError::ServiceError(ctx) if ctx.raw().status().is_server_error() => {
-            SqsError::Transient(text)
-        }
-        _ => SqsError::Other(text),
+    let failure = AwsFailure::from_sdk(&err);
+    let text = failure.to_string();
+    match failure.class {
+        FailureClass::NotFound => SqsError::QueueMissing(text),
+        FailureClass::AccessDenied => SqsError::AccessDenied(text),
+        FailureClass::Throttled => SqsError::Throttled(text),
+        FailureClass::Transient => SqsError::Transient(text),
+        FailureClass::TooLarge
+        | FailureClass::ExpiredIterator
+        | FailureClass::InvalidArgument
+        | FailureClass::Rejected => SqsError::Other(text),
     }
 }
 

@@ -6,25 +6,25 @@
 //! a receive comes back empty, between 1 and the mapping's maximum concurrency.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Scaler {
+pub(crate) struct Scaler {
     current: usize,
     max: usize,
 }
 
 impl Scaler {
-    pub fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize) -> Self {
         Scaler {
             current: 1,
             max: max.max(1),
         }
     }
 
-    pub fn current(&self) -> usize {
+    pub(crate) fn current(&self) -> usize {
         self.current
     }
 
     /// Records one receive; returns true when the poller count grew.
-    pub fn observe(&mut self, requested: usize, received: usize) -> bool {
+    pub(crate) fn observe(&mut self, requested: usize, received: usize) -> bool {
         if requested > 0 && received >= requested && self.current < self.max {
             self.current += 1;
             return true;

@@ -6,22 +6,22 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 
+use crate::action::ErrorAction;
 use crate::checkpoint::SequenceNumber;
-use crate::failure::ErrorAction;
 use crate::payload::RecordJson;
 
 /// A shard as listed by the service.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShardInfo {
-    pub shard_id: String,
-    pub parent_shard_id: Option<String>,
-    pub adjacent_parent_shard_id: Option<String>,
+pub(crate) struct ShardInfo {
+    pub(crate) shard_id: String,
+    pub(crate) parent_shard_id: Option<String>,
+    pub(crate) adjacent_parent_shard_id: Option<String>,
     /// Set once the shard is closed (after a split or merge, or for DynamoDB after ~4 h).
-    pub ending_sequence_number: Option<SequenceNumber>,
+    pub(crate) ending_sequence_number: Option<SequenceNumber>,
 }
 
 impl ShardInfo {
-    pub fn parents(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn parents(&self) -> impl Iterator<Item = &str> {
         self.parent_shard_id
             .iter()
             .chain(self.adjacent_parent_shard_id.iter())
@@ -31,7 +31,7 @@ impl ShardInfo {
 
 /// Where a new iterator starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IteratorPosition {
+pub(crate) enum IteratorPosition {
     TrimHorizon,
     Latest,
     AtTimestamp(DateTime<Utc>),
@@ -41,14 +41,14 @@ pub enum IteratorPosition {
 
 /// One record read from a shard, already rendered as its event JSON.
 #[derive(Debug, Clone)]
-pub struct StreamRecord {
-    pub sequence_number: SequenceNumber,
+pub(crate) struct StreamRecord {
+    pub(crate) sequence_number: SequenceNumber,
     /// The partition key (Kinesis) or the item's key (DynamoDB): order is kept per key when
     /// `parallelization_factor` > 1.
-    pub key: String,
+    pub(crate) key: String,
     /// Approximate arrival (Kinesis) or creation (DynamoDB) time.
-    pub arrival: DateTime<Utc>,
-    pub json: RecordJson,
+    pub(crate) arrival: DateTime<Utc>,
+    pub(crate) json: RecordJson,
 }
 
 impl crate::batch::BatchRecord for StreamRecord {
@@ -59,37 +59,35 @@ impl crate::batch::BatchRecord for StreamRecord {
 
 /// One GetRecords answer.
 #[derive(Debug, Clone, Default)]
-pub struct ReadBatch {
-    pub records: Vec<StreamRecord>,
+pub(crate) struct ReadBatch {
+    pub(crate) records: Vec<StreamRecord>,
     /// `None` when the shard is closed and read to its end.
-    pub next_iterator: Option<String>,
-    /// Children announced at a shard's end (real Kinesis, kinesis-local).
-    pub child_shards: Vec<String>,
+    pub(crate) next_iterator: Option<String>,
     /// How far behind the tip the iterator is (Kinesis only).
-    pub millis_behind_latest: Option<i64>,
+    pub(crate) millis_behind_latest: Option<i64>,
 }
 
 /// How often a shard may be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReadPacing {
+pub(crate) struct ReadPacing {
     /// Shortest gap between two GetRecords on one shard.
-    pub min_interval: Duration,
+    pub(crate) min_interval: Duration,
     /// Gap when caught up (the last read returned nothing).
-    pub idle_interval: Duration,
+    pub(crate) idle_interval: Duration,
     /// Records per GetRecords.
-    pub max_records: usize,
+    pub(crate) max_records: usize,
 }
 
 impl ReadPacing {
     /// Kinesis allows 5 GetRecords per second per shard; Lambda reads once a second when
     /// caught up.
-    pub const KINESIS: ReadPacing = ReadPacing {
+    pub(crate) const KINESIS: ReadPacing = ReadPacing {
         min_interval: Duration::from_millis(200),
         idle_interval: Duration::from_secs(1),
         max_records: 10_000,
     };
     /// Lambda polls DynamoDB Streams 4 times a second per shard; 1,000 records per call.
-    pub const DYNAMODB: ReadPacing = ReadPacing {
+    pub(crate) const DYNAMODB: ReadPacing = ReadPacing {
         min_interval: Duration::from_millis(250),
         idle_interval: Duration::from_millis(250),
         max_records: 1_000,
@@ -97,7 +95,7 @@ impl ReadPacing {
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum StreamError {
+pub(crate) enum StreamError {
     #[error("iterator expired: {0}")]
     ExpiredIterator(String),
     #[error("invalid iterator or position: {0}")]
@@ -113,7 +111,7 @@ pub enum StreamError {
 }
 
 impl StreamError {
-    pub fn action(&self) -> ErrorAction {
+    pub(crate) fn action(&self) -> ErrorAction {
         match self {
             StreamError::ExpiredIterator(_) | StreamError::InvalidArgument(_) => {
                 ErrorAction::RefreshIterator
@@ -125,7 +123,7 @@ impl StreamError {
 }
 
 /// A stream's shards and records.
-pub trait StreamApi: Send + Sync {
+pub(crate) trait StreamApi: Send + Sync {
     fn list_shards(&self) -> BoxFuture<'_, Result<Vec<ShardInfo>, StreamError>>;
 
     fn shard_iterator<'a>(

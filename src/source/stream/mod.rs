@@ -10,33 +10,38 @@
 //! - otherwise at the mapping's `starting_position`. With `LATEST`, a shard that is already
 //!   closed is marked `skipped` without reading, and its children count as fresh too.
 
-pub mod api;
-pub mod process;
-pub mod shard;
-pub mod window;
+pub(crate) mod api;
+mod lane;
+pub(crate) mod process;
+mod progress;
+mod reader;
+pub(crate) mod shard;
+pub(crate) mod window;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
 
+use crate::action::ErrorAction;
+use crate::checkpoint::CheckpointError;
 use crate::checkpoint::{RestartAt, ShardCheckpoint, ShardStatus};
 use crate::config::{MappingConfig, StartingPosition};
-use crate::failure::{error_state_backoff, ErrorAction};
+use crate::retry::{retry, Pace, Pacer, Retried, RetryPolicies, Step};
 use crate::telemetry::events::{MappingErrored, MappingStarted, ShardStarted};
-use crate::telemetry::MappingState;
-pub use api::{
+use crate::telemetry::{MappingState, ShardState};
+pub(crate) use api::{
     IteratorPosition, ReadBatch, ReadPacing, ShardInfo, StreamApi, StreamError, StreamRecord,
 };
-pub use shard::{ShardContext, ShardOutcome};
+pub(crate) use shard::{ShardContext, ShardOutcome};
 
 /// How often shards are re-listed to find new ones.
-pub const DISCOVERY_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const DISCOVERY_INTERVAL: Duration = Duration::from_secs(5);
 
-pub struct StreamSource {
-    pub mapping: Arc<MappingConfig>,
-    pub ctx: Arc<ShardContext>,
+pub(crate) struct StreamSource {
+    pub(crate) mapping: Arc<MappingConfig>,
+    pub(crate) ctx: Arc<ShardContext>,
 }
 
 impl StreamSource {
@@ -48,37 +53,12 @@ impl StreamSource {
         }
     }
 
-    pub async fn run(self) {
+    pub(crate) async fn run(self) {
         let ctx = Arc::clone(&self.ctx);
         let status = &ctx.status;
         let stop = ctx.shutdown.stop_receiving.clone();
-        let mut slow = error_state_backoff();
-        // A uuid stays bound to its event source; a changed ARN is refused, not restarted.
-        loop {
-            match ctx
-                .store
-                .bind_mapping(&self.mapping.uuid, self.mapping.source.arn())
-                .await
-            {
-                Ok(()) => break,
-                Err(e) => {
-                    let delay = slow.next().unwrap_or(Duration::from_secs(30));
-                    status.set_error(e.to_string());
-                    MappingErrored {
-                        uuid: &self.mapping.uuid,
-                        error: &e.to_string(),
-                        retry_in: delay,
-                    }
-                    .emit();
-                    if e.action() == ErrorAction::StopMapping {
-                        return;
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = stop.cancelled() => return,
-                    }
-                }
-            }
+        if !self.bind(&stop).await {
+            return;
         }
         MappingStarted {
             uuid: &self.mapping.uuid,
@@ -89,15 +69,15 @@ impl StreamSource {
 
         let mut workers: JoinSet<(String, ShardOutcome)> = JoinSet::new();
         let mut running: HashSet<String> = HashSet::new();
-        let mut slow = error_state_backoff();
+        let mut pacer = Pacer::new(RetryPolicies::DEFAULT);
         loop {
             let delay = match self.discover(&mut workers, &mut running).await {
                 Ok(()) => {
-                    slow = error_state_backoff();
+                    pacer.reset();
                     DISCOVERY_INTERVAL
                 }
                 Err(message) => {
-                    let delay = slow.next().unwrap_or(Duration::from_secs(30));
+                    let delay = pacer.next(Pace::ErrorState);
                     status.set_error(message.clone());
                     MappingErrored {
                         uuid: &self.mapping.uuid,
@@ -131,6 +111,58 @@ impl StreamSource {
                     }
                 }
             }
+        }
+    }
+
+    /// Binds the mapping's uuid to its event source in the store, retrying slowly while the
+    /// store fails. A uuid stays bound to its event source: a changed ARN is refused (the
+    /// mapping stays in its error state), and an unusable store stops the process. Returns
+    /// false when the mapping must not run.
+    async fn bind(&self, stop: &tokio_util::sync::CancellationToken) -> bool {
+        let (ctx, uuid) = (&self.ctx, &self.mapping.uuid);
+        let errored = |e: &CheckpointError, delay| {
+            ctx.status.set_error(e.to_string());
+            MappingErrored {
+                uuid,
+                error: &e.to_string(),
+                retry_in: delay,
+            }
+            .emit();
+        };
+        let bound = retry(
+            RetryPolicies::DEFAULT,
+            stop,
+            |_| async {
+                let Err(e) = ctx
+                    .store
+                    .bind_mapping(uuid, self.mapping.source.arn())
+                    .await
+                else {
+                    return Step::Done(());
+                };
+                match e.action() {
+                    ErrorAction::StopMapping => Step::Stop(e),
+                    ErrorAction::Fatal => {
+                        ctx.shutdown.fatal.raise(format!("mapping {uuid}: {e}"));
+                        Step::Stop(e)
+                    }
+                    _ => Step::Retry {
+                        error: e,
+                        pace: Pace::ErrorState,
+                        after: None,
+                    },
+                }
+            },
+            |e, _, delay| errored(e, delay),
+        )
+        .await;
+        match bound {
+            Retried::Done(()) => true,
+            Retried::Stopped(e) => {
+                errored(&e, Duration::ZERO);
+                false
+            }
+            Retried::Cancelled => false,
         }
     }
 
@@ -216,7 +248,8 @@ impl StreamSource {
                     .finish(&lease, ShardStatus::Skipped)
                     .await
                     .map_err(|e| e.to_string())?;
-                ctx.update_view(&shard.shard_id, |v| v.status = "skipped".into());
+                ctx.status
+                    .update_shard(&shard.shard_id, |v| v.status = ShardState::Skipped);
                 continue;
             }
             ShardStarted {
@@ -242,7 +275,7 @@ impl StreamSource {
 }
 
 /// The ARN Lambda would show for the function, for on-failure records.
-pub fn function_arn(function_name: &str, region: &str, account_id: &str) -> String {
+pub(crate) fn function_arn(function_name: &str, region: &str, account_id: &str) -> String {
     if function_name.starts_with("arn:") {
         function_name.to_string()
     } else if function_name.matches(':').count() >= 2 {
@@ -251,9 +284,4 @@ pub fn function_arn(function_name: &str, region: &str, account_id: &str) -> Stri
     } else {
         format!("arn:aws:lambda:{region}:{account_id}:function:{function_name}")
     }
-}
-
-/// Shared, empty per-shard views for a new mapping.
-pub fn new_views() -> shard::ShardViews {
-    Arc::new(Mutex::new(Default::default()))
 }

@@ -26,18 +26,20 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 use super::api::StreamRecord;
-use super::shard::{gather, settled_prefix, Progress, ShardContext};
+use super::lane::{gather, settled_prefix};
+use super::progress::Progress;
+use super::shard::ShardContext;
 use crate::checkpoint::WindowState;
 
 /// The largest state AWS keeps per shard.
-pub const MAX_STATE_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_STATE_BYTES: usize = 1024 * 1024;
 
 /// How often an idle lane checks whether its open window can close.
 const CLOSE_CHECK: Duration = Duration::from_millis(250);
 
 /// The window `[start, end)` that holds `arrival`: windows are aligned to multiples of their
 /// length since the Unix epoch.
-pub fn bounds(arrival: DateTime<Utc>, length: Duration) -> (DateTime<Utc>, DateTime<Utc>) {
+pub(crate) fn bounds(arrival: DateTime<Utc>, length: Duration) -> (DateTime<Utc>, DateTime<Utc>) {
     let len = (length.as_millis() as i64).max(1000);
     let t = arrival.timestamp_millis();
     let start = t.div_euclid(len) * len;
@@ -46,7 +48,7 @@ pub fn bounds(arrival: DateTime<Utc>, length: Duration) -> (DateTime<Utc>, DateT
 }
 
 /// A fresh window around `arrival`, with empty state.
-pub fn open_window(arrival: DateTime<Utc>, length: Duration) -> WindowState {
+pub(crate) fn open_window(arrival: DateTime<Utc>, length: Duration) -> WindowState {
     let (start, end) = bounds(arrival, length);
     WindowState {
         start,
@@ -56,7 +58,7 @@ pub fn open_window(arrival: DateTime<Utc>, length: Duration) -> WindowState {
 }
 
 /// Whether the open window can close now: the reader has read past its end.
-pub fn can_close(window: &WindowState, horizon: Option<DateTime<Utc>>) -> bool {
+pub(crate) fn can_close(window: &WindowState, horizon: Option<DateTime<Utc>>) -> bool {
     horizon.is_some_and(|h| h >= window.end)
 }
 

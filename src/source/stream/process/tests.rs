@@ -99,13 +99,14 @@ fn processor(
     let destination = Arc::new(FakeDestination::default());
     let p = Processor {
         status: Arc::new(MappingStatus::new(&mapping)),
-        mapping,
+        mapping: Arc::clone(&mapping),
         kind: StreamKind::Kinesis,
         function_arn: "arn:aws:lambda:us-east-1:123456789012:function:f".into(),
         invoker: function.clone(),
         destinations: destination.clone(),
         shutdown: Default::default(),
-        delays: RetryDelays::IMMEDIATE,
+        policy: StreamPolicy::from(mapping.stream.as_ref().unwrap()),
+        delays: RetryPolicies::IMMEDIATE,
     };
     (p, function, destination)
 }

@@ -3,19 +3,21 @@
 //! The Lambda implementation lives in [`lambda`]; tests use in-memory invokers. Workers
 //! never look at SDK errors: they branch on [`InvokeOutcome::action`].
 
-pub mod http;
-pub mod lambda;
+pub(crate) mod http;
+pub(crate) mod lambda;
+#[cfg(test)]
+pub(crate) mod twin;
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use crate::failure::ErrorAction;
+use crate::action::ErrorAction;
 
 /// What one synchronous invocation came back as.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InvokeOutcome {
+pub(crate) enum InvokeOutcome {
     /// HTTP 200 without `X-Amz-Function-Error`: the function returned `body`.
     Returned { body: Bytes },
     /// HTTP 200 with `X-Amz-Function-Error` (`Unhandled`, `Handled`): the function failed.
@@ -37,7 +39,7 @@ pub enum InvokeOutcome {
 
 impl InvokeOutcome {
     /// The action a worker takes for this outcome.
-    pub fn action(&self) -> ErrorAction {
+    pub(crate) fn action(&self) -> ErrorAction {
         match self {
             InvokeOutcome::Returned { .. } => ErrorAction::Proceed,
             InvokeOutcome::FunctionError { .. } => ErrorAction::FunctionFailed,
@@ -51,7 +53,7 @@ impl InvokeOutcome {
 
     /// A one-line description for logs and `/mappings`. Never includes the function's body
     /// beyond the error type, so record payloads echoed back by a function stay out of logs.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         match self {
             InvokeOutcome::Returned { .. } => "OK".to_string(),
             InvokeOutcome::FunctionError { kind, body } => match error_type(body) {
@@ -64,27 +66,15 @@ impl InvokeOutcome {
             InvokeOutcome::Misconfigured { message } => format!("function unavailable: {message}"),
         }
     }
-
-    /// The AWS condition name used in failure-destination records.
-    pub fn condition(&self) -> &'static str {
-        match self {
-            InvokeOutcome::Returned { .. } => "Success",
-            InvokeOutcome::FunctionError { .. } => "RetriesExhausted",
-            InvokeOutcome::Throttled { .. } => "RetriesExhausted",
-            InvokeOutcome::ServiceError { .. } => "RetriesExhausted",
-            InvokeOutcome::TooLarge { .. } => "RetriesExhausted",
-            InvokeOutcome::Misconfigured { .. } => "RetriesExhausted",
-        }
-    }
 }
 
 /// Calls a function synchronously with a JSON payload.
-pub trait Invoker: Send + Sync {
+pub(crate) trait Invoker: Send + Sync {
     fn invoke<'a>(&'a self, function: &'a str, payload: Bytes) -> BoxFuture<'a, InvokeOutcome>;
 }
 
 /// The `errorType` of a Lambda error body (`{"errorMessage": .., "errorType": ..}`), if any.
-pub fn error_type(body: &[u8]) -> Option<String> {
+pub(crate) fn error_type(body: &[u8]) -> Option<String> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
     value
         .get("errorType")
@@ -100,7 +90,7 @@ pub fn error_type(body: &[u8]) -> Option<String> {
 /// `requestId`, nothing else) is treated as an `Unhandled` function error, and so is the RIE's
 /// plain-text timeout report (`Task timed out after 3.00 seconds`). Real Lambda always sets
 /// the header, so this only matters against emulators.
-pub fn looks_like_rie_error(body: &[u8]) -> bool {
+pub(crate) fn looks_like_rie_error(body: &[u8]) -> bool {
     if body.starts_with(b"Task timed out after ") {
         return true;
     }

@@ -1,4 +1,4 @@
-//! The command line: `esmd run`, `esmd validate`, `esmd --version`.
+//! The command-line arguments (clap derive).
 
 use std::path::PathBuf;
 
@@ -10,16 +10,16 @@ use clap::{Parser, Subcommand};
     version,
     about = "Run AWS Lambda event source mappings anywhere"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Log as JSON lines instead of human-readable text (levels come from RUST_LOG).
     #[arg(long, global = true)]
-    pub log_json: bool,
+    pub(crate) log_json: bool,
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the mappings until SIGTERM or SIGINT, then drain and exit 0.
     Run {
         /// The TOML configuration file.
@@ -42,7 +42,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum CheckpointsAction {
+pub(crate) enum CheckpointsAction {
     /// Each stream mapping and shard with its status, sequence number and age.
     List,
     /// Move one shard for replay or rewind; the next run reads it from the new position.
@@ -67,24 +67,24 @@ pub enum CheckpointsAction {
 /// Exactly one position for `checkpoints set`.
 #[derive(Debug, clap::Args)]
 #[group(required = true, multiple = false)]
-pub struct PositionArgs {
+pub(crate) struct PositionArgs {
     /// Replay from this record (included).
     #[arg(long)]
-    pub sequence_number: Option<String>,
+    pub(crate) sequence_number: Option<String>,
     /// Read from the first record at or after this RFC 3339 time.
     #[arg(long)]
-    pub timestamp: Option<String>,
+    pub(crate) timestamp: Option<String>,
     /// Read from the oldest record in the shard.
     #[arg(long)]
-    pub trim_horizon: bool,
+    pub(crate) trim_horizon: bool,
     /// Skip to the newest record.
     #[arg(long)]
-    pub latest: bool,
+    pub(crate) latest: bool,
 }
 
 impl PositionArgs {
     /// The position, or what is wrong with it.
-    pub fn to_restart_at(&self) -> Result<crate::checkpoint::RestartAt, String> {
+    pub(crate) fn to_restart_at(&self) -> Result<crate::checkpoint::RestartAt, String> {
         use crate::checkpoint::{RestartAt, SequenceNumber};
         if let Some(n) = &self.sequence_number {
             return SequenceNumber::parse(n)

@@ -12,6 +12,8 @@
 //! So a test can point every service at moto with `endpoint_url` and still send invocations
 //! to its own Invoke endpoint with `AWS_ENDPOINT_URL_LAMBDA`.
 
+pub(crate) mod error;
+
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -22,14 +24,14 @@ use crate::config::AwsSettings;
 
 /// One loaded AWS configuration, shared by every client.
 #[derive(Clone, Debug)]
-pub struct AwsContext {
+pub(crate) struct AwsContext {
     sdk: SdkConfig,
     settings: AwsSettings,
 }
 
 /// The services esmd talks to, with the suffix of their endpoint environment variable.
 #[derive(Debug, Clone, Copy)]
-pub enum Service {
+pub(crate) enum Service {
     Sqs,
     Lambda,
     Kinesis,
@@ -54,7 +56,7 @@ impl Service {
 }
 
 /// The endpoint a service should use, or `None` for the SDK's own resolution.
-pub fn endpoint_for(
+pub(crate) fn endpoint_for(
     service: Service,
     settings: &AwsSettings,
     env: impl Fn(&str) -> Option<String>,
@@ -74,7 +76,7 @@ pub fn endpoint_for(
 }
 
 impl AwsContext {
-    pub async fn load(settings: &AwsSettings) -> Self {
+    pub(crate) async fn load(settings: &AwsSettings) -> Self {
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
         if let Some(region) = &settings.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
@@ -88,15 +90,11 @@ impl AwsContext {
         }
     }
 
-    pub fn region(&self) -> Option<String> {
-        self.sdk.region().map(|r| r.to_string())
-    }
-
     fn endpoint(&self, service: Service) -> Option<String> {
         endpoint_for(service, &self.settings, |k| std::env::var(k).ok())
     }
 
-    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+    pub(crate) fn sqs(&self) -> aws_sdk_sqs::Client {
         let mut b = aws_sdk_sqs::config::Builder::from(&self.sdk);
         if let Some(url) = self.endpoint(Service::Sqs) {
             b = b.endpoint_url(url);
@@ -106,7 +104,7 @@ impl AwsContext {
 
     /// The Lambda client never retries by itself (the failure policy decides) and allows
     /// invocations as long as Lambda's 15-minute maximum.
-    pub fn lambda(&self) -> aws_sdk_lambda::Client {
+    pub(crate) fn lambda(&self) -> aws_sdk_lambda::Client {
         let mut b = aws_sdk_lambda::config::Builder::from(&self.sdk)
             .retry_config(RetryConfig::disabled())
             .timeout_config(
@@ -121,7 +119,7 @@ impl AwsContext {
         aws_sdk_lambda::Client::from_conf(b.build())
     }
 
-    pub fn kinesis(&self) -> aws_sdk_kinesis::Client {
+    pub(crate) fn kinesis(&self) -> aws_sdk_kinesis::Client {
         let mut b = aws_sdk_kinesis::config::Builder::from(&self.sdk);
         if let Some(url) = self.endpoint(Service::Kinesis) {
             b = b.endpoint_url(url);
@@ -129,7 +127,7 @@ impl AwsContext {
         aws_sdk_kinesis::Client::from_conf(b.build())
     }
 
-    pub fn dynamodb_streams(&self) -> aws_sdk_dynamodbstreams::Client {
+    pub(crate) fn dynamodb_streams(&self) -> aws_sdk_dynamodbstreams::Client {
         let mut b = aws_sdk_dynamodbstreams::config::Builder::from(&self.sdk);
         if let Some(url) = self
             .endpoint(Service::DynamoDbStreams)
@@ -140,7 +138,7 @@ impl AwsContext {
         aws_sdk_dynamodbstreams::Client::from_conf(b.build())
     }
 
-    pub fn sns(&self) -> aws_sdk_sns::Client {
+    pub(crate) fn sns(&self) -> aws_sdk_sns::Client {
         let mut b = aws_sdk_sns::config::Builder::from(&self.sdk);
         if let Some(url) = self.endpoint(Service::Sns) {
             b = b.endpoint_url(url);
@@ -148,7 +146,7 @@ impl AwsContext {
         aws_sdk_sns::Client::from_conf(b.build())
     }
 
-    pub fn s3(&self) -> aws_sdk_s3::Client {
+    pub(crate) fn s3(&self) -> aws_sdk_s3::Client {
         let mut b = aws_sdk_s3::config::Builder::from(&self.sdk);
         if let Some(url) = self.endpoint(Service::S3) {
             // Emulators serve buckets by path, not by virtual host.

@@ -15,15 +15,15 @@ use hyper_util::rt::TokioExecutor;
 use super::{InvokeOutcome, Invoker};
 
 /// How long one request may take: Lambda's own 15-minute ceiling.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(900);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(900);
 
-pub struct HttpInvoker {
+pub(crate) struct HttpInvoker {
     url: String,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
 impl HttpInvoker {
-    pub fn new(url: &str) -> Self {
+    pub(crate) fn new(url: &str) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
         connector.set_nodelay(true);
@@ -82,7 +82,7 @@ impl HttpInvoker {
 }
 
 /// Lambda's rules for an HTTP answer.
-pub fn classify(status: u16, retry_after: Option<Duration>, body: Bytes) -> InvokeOutcome {
+pub(crate) fn classify(status: u16, retry_after: Option<Duration>, body: Bytes) -> InvokeOutcome {
     match status {
         200..=299 => InvokeOutcome::Returned { body },
         429 => InvokeOutcome::Throttled {

@@ -1,0 +1,149 @@
+//! Acknowledging SQS messages: delete what succeeded (checking every entry), set the
+//! visibility of failed messages (`esmd_retry_backoff`), and release what was received but
+//! not processed.
+
+use std::time::Duration;
+
+use super::client::FailedEntry;
+use super::{Queue, ReceiptRef, Received, SqsSource};
+use crate::action::ErrorAction;
+use crate::retry::{retry, Pace, Retried, Step};
+use crate::telemetry::events::BatchEntriesFailed;
+use crate::telemetry::MappingMetrics;
+
+impl SqsSource {
+    pub(super) async fn delete(&self, queue: &Queue, records: &[Received]) {
+        let refs: Vec<&Received> = records.iter().collect();
+        self.delete_refs(queue, &refs).await;
+    }
+
+    /// Deletes messages, checking every entry's result. A refused entry is logged and counted;
+    /// its message is redelivered after the visibility timeout.
+    pub(super) async fn delete_refs(&self, queue: &Queue, records: &[&Received]) {
+        if records.is_empty() {
+            return;
+        }
+        let entries: Vec<ReceiptRef<'_>> = records
+            .iter()
+            .map(|r| ReceiptRef {
+                receipt_handle: &r.message.receipt_handle,
+            })
+            .collect();
+        let deleted = retry(
+            self.policies,
+            &self.shutdown.abandon,
+            |_| async {
+                match self.api.delete(&queue.url, &entries).await {
+                    Ok(failed) => Step::Done(failed),
+                    Err(error) if error.action() == ErrorAction::Retry => Step::Retry {
+                        error,
+                        pace: Pace::Transient,
+                        after: None,
+                    },
+                    Err(error) => Step::Stop(error),
+                }
+            },
+            |_, _, _| {},
+        )
+        .await;
+        let failed = match deleted {
+            Retried::Done(failed) => failed,
+            // The shutdown deadline passed while SQS kept failing: the messages come back.
+            Retried::Cancelled => Vec::new(),
+            Retried::Stopped(e) => {
+                tracing::warn!(mapping = %self.mapping.uuid, error = %e, records = records.len(), "delete failed; messages will be redelivered");
+                MappingMetrics::add(&self.status.metrics.delete_failed, records.len());
+                return;
+            }
+        };
+        MappingMetrics::add(&self.status.metrics.deleted, records.len() - failed.len());
+        if let Some(first) = failed.first() {
+            MappingMetrics::add(&self.status.metrics.delete_failed, failed.len());
+            BatchEntriesFailed {
+                uuid: &self.mapping.uuid,
+                operation: "DeleteMessageBatch",
+                failed: failed.len(),
+                first_error: &format!("{}: {}", first.code, first.message),
+            }
+            .emit();
+        }
+    }
+
+    /// With `esmd_retry_backoff`, sets each failed message's visibility to the backoff for its
+    /// receive count instead of leaving it to the queue's visibility timeout. The receive
+    /// count still grows with every receive, so the redrive policy's `maxReceiveCount` decides
+    /// when a message reaches the DLQ, as without backoff.
+    pub(super) async fn back_off(&self, queue: &Queue, kept: &[&Received]) {
+        let Some(backoff) = self.mapping.sqs.as_ref().and_then(|s| s.retry_backoff) else {
+            return;
+        };
+        if kept.is_empty() {
+            return;
+        }
+        let entries: Vec<(ReceiptRef<'_>, Duration)> = kept
+            .iter()
+            .map(|r| {
+                (
+                    ReceiptRef {
+                        receipt_handle: &r.message.receipt_handle,
+                    },
+                    crate::failure::sqs::backoff_visibility(
+                        &backoff,
+                        r.message.receive_count(),
+                        rand::random::<f64>(),
+                    ),
+                )
+            })
+            .collect();
+        match self.api.change_visibility(&queue.url, &entries).await {
+            Ok(failed) => {
+                self.report_failed_entries("ChangeMessageVisibilityBatch", &failed);
+            }
+            Err(e) => {
+                tracing::warn!(mapping = %self.mapping.uuid, error = %e, "could not set retry backoff; messages return after the visibility timeout");
+            }
+        }
+    }
+
+    /// Logs the entries of a batch call that SQS refused.
+    fn report_failed_entries(&self, operation: &str, failed: &[FailedEntry]) {
+        if let Some(first) = failed.first() {
+            BatchEntriesFailed {
+                uuid: &self.mapping.uuid,
+                operation,
+                failed: failed.len(),
+                first_error: &format!("{}: {}", first.code, first.message),
+            }
+            .emit();
+        }
+    }
+
+    /// Makes received-but-unprocessed messages visible again at once.
+    pub(super) async fn release(&self, queue: &Queue, records: Vec<Received>) {
+        if records.is_empty() {
+            return;
+        }
+        let entries: Vec<(ReceiptRef<'_>, Duration)> = records
+            .iter()
+            .map(|r| {
+                (
+                    ReceiptRef {
+                        receipt_handle: &r.message.receipt_handle,
+                    },
+                    Duration::ZERO,
+                )
+            })
+            .collect();
+        match self.api.change_visibility(&queue.url, &entries).await {
+            Ok(failed) => {
+                MappingMetrics::add(&self.status.metrics.released, records.len() - failed.len());
+                self.report_failed_entries("ChangeMessageVisibilityBatch", &failed);
+            }
+            Err(e) => {
+                tracing::warn!(mapping = %self.mapping.uuid, error = %e, "could not release messages; they return after the visibility timeout");
+            }
+        }
+        self.unclaim_fifo_groups(queue, &records);
+        tracing::info!(mapping = %self.mapping.uuid, records = records.len(), "released unprocessed messages");
+    }
+}
