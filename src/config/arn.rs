@@ -78,11 +78,13 @@ pub(crate) enum EventSource {
     Kinesis {
         arn: String,
         region: String,
+        account_id: String,
         stream_name: String,
     },
     DynamoDbStreams {
         arn: String,
         region: String,
+        account_id: String,
         table_name: String,
     },
 }
@@ -109,6 +111,7 @@ impl EventSource {
                 Some(name) if !name.is_empty() && !name.contains('/') => Ok(EventSource::Kinesis {
                     arn: text.to_string(),
                     region: arn.region,
+                    account_id: arn.account_id,
                     stream_name: name.to_string(),
                 }),
                 _ => Err(ArnError::Malformed(text.to_string())),
@@ -128,6 +131,7 @@ impl EventSource {
                         Ok(EventSource::DynamoDbStreams {
                             arn: text.to_string(),
                             region: arn.region,
+                            account_id: arn.account_id,
                             table_name: table.to_string(),
                         })
                     }
@@ -159,6 +163,24 @@ impl EventSource {
             EventSource::Sqs { region, .. }
             | EventSource::Kinesis { region, .. }
             | EventSource::DynamoDbStreams { region, .. } => region,
+        }
+    }
+
+    /// The account that owns the queue or stream, parsed once from the ARN.
+    pub(crate) fn account_id(&self) -> &str {
+        match self {
+            EventSource::Sqs { account_id, .. }
+            | EventSource::Kinesis { account_id, .. }
+            | EventSource::DynamoDbStreams { account_id, .. } => account_id,
+        }
+    }
+
+    /// The queue, stream or table name.
+    pub(crate) fn name(&self) -> &str {
+        match self {
+            EventSource::Sqs { queue_name, .. } => queue_name,
+            EventSource::Kinesis { stream_name, .. } => stream_name,
+            EventSource::DynamoDbStreams { table_name, .. } => table_name,
         }
     }
 

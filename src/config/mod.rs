@@ -13,8 +13,10 @@ mod validate;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::filter::FilterSet;
 pub(crate) use arn::{EventSource, FailureDestination, SourceKind};
 
 /// The largest payload a synchronous Invoke accepts (6 MB, as Lambda counts it).
@@ -74,14 +76,24 @@ pub(crate) struct MappingConfig {
     pub(crate) batch_size: usize,
     pub(crate) batching_window: Duration,
     pub(crate) report_batch_item_failures: bool,
-    /// Filter patterns as written (JSON text); compiled by the filter module.
-    pub(crate) filter_patterns: Vec<String>,
-    pub(crate) sqs: Option<SqsSettings>,
-    pub(crate) stream: Option<StreamSettings>,
+    /// `filter_criteria`, compiled once by validation.
+    pub(crate) filters: Arc<FilterSet>,
+    /// The settings only this kind of source has.
+    pub(crate) settings: SourceSettings,
     /// `esmd_http_target`: POST events to this plain HTTP endpoint instead of invoking
     /// Lambda (a sidecar's app). `function_name` still names the function in logs, metrics
     /// and failure records.
     pub(crate) http_target: Option<String>,
+}
+
+/// The settings of a mapping that belong to its kind of source. Validation builds the
+/// variant that matches `event_source_arn`, so an SQS mapping never carries stream settings
+/// and a stream mapping always has them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SourceSettings {
+    Sqs(SqsSettings),
+    /// Kinesis and DynamoDB Streams.
+    Stream(StreamSettings),
 }
 
 /// Settings that only SQS mappings have.
@@ -135,6 +147,16 @@ pub(crate) struct StreamSettings {
 }
 
 impl MappingConfig {
+    /// The stream settings of a stream mapping (tests reach into them; production code
+    /// matches on [`SourceSettings`]).
+    #[cfg(test)]
+    pub(crate) fn stream_settings(&self) -> Option<&StreamSettings> {
+        match &self.settings {
+            SourceSettings::Stream(s) => Some(s),
+            SourceSettings::Sqs(_) => None,
+        }
+    }
+
     pub(crate) fn kind(&self) -> SourceKind {
         self.source.kind()
     }

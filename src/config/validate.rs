@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::arn::{check_function_name, EventSource, FailureDestination, SourceKind};
 use super::raw::{RawConfig, RawMapping};
 use super::*;
+use crate::filter::FilterSet;
 
 /// Collects problems for one section or mapping.
 struct Problems<'a> {
@@ -283,7 +284,7 @@ fn validate_mapping(m: &RawMapping, p: &mut Problems<'_>) -> Option<MappingConfi
         }
     };
     let report_batch_item_failures = validate_response_types(m, p);
-    let filter_patterns = validate_filters(m, p);
+    let filters = validate_filters(m, p);
     if let Some(uuid) = &m.uuid {
         if uuid::Uuid::parse_str(uuid).is_err() || uuid.len() != 36 {
             p.push(
@@ -306,9 +307,7 @@ fn validate_mapping(m: &RawMapping, p: &mut Problems<'_>) -> Option<MappingConfi
         0..=300,
     );
 
-    let mut sqs = None;
-    let mut stream = None;
-    match kind {
+    let settings = match kind {
         SourceKind::Sqs => {
             for (field, set) in stream_only_fields(m) {
                 if set {
@@ -363,10 +362,10 @@ fn validate_mapping(m: &RawMapping, p: &mut Problems<'_>) -> Option<MappingConfi
                     "is only supported for Kinesis and DynamoDB Streams mappings; SQS is long-polled",
                 );
             }
-            sqs = Some(SqsSettings {
+            Some(SourceSettings::Sqs(SqsSettings {
                 maximum_concurrency,
                 retry_backoff,
-            });
+            }))
         }
         SourceKind::Kinesis | SourceKind::DynamoDbStreams => {
             if m.esmd_retry_backoff.is_some() {
@@ -381,9 +380,9 @@ fn validate_mapping(m: &RawMapping, p: &mut Problems<'_>) -> Option<MappingConfi
                     format!("is only supported for SQS mappings, not {kind}"),
                 );
             }
-            stream = validate_stream(m, kind, p);
+            validate_stream(m, kind, p).map(SourceSettings::Stream)
         }
-    }
+    };
 
     let http_target = m.esmd_http_target.clone();
     if let Some(url) = &http_target {
@@ -397,6 +396,7 @@ fn validate_mapping(m: &RawMapping, p: &mut Problems<'_>) -> Option<MappingConfi
             );
         }
     }
+    let settings = settings?;
     let uuid = m.uuid.clone().unwrap_or_else(|| {
         let name = format!("{}\n{}", source.arn(), function_name);
         uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes()).to_string()
@@ -409,9 +409,8 @@ fn validate_mapping(m: &RawMapping, p: &mut Problems<'_>) -> Option<MappingConfi
         batch_size: batch_size as usize,
         batching_window: Duration::from_secs(window as u64),
         report_batch_item_failures,
-        filter_patterns,
-        sqs,
-        stream,
+        filters: Arc::new(filters),
+        settings,
         http_target,
     })
 }
@@ -435,9 +434,9 @@ fn validate_response_types(m: &RawMapping, p: &mut Problems<'_>) -> bool {
     types.iter().any(|t| t == "ReportBatchItemFailures")
 }
 
-fn validate_filters(m: &RawMapping, p: &mut Problems<'_>) -> Vec<String> {
+fn validate_filters(m: &RawMapping, p: &mut Problems<'_>) -> FilterSet {
     let Some(criteria) = &m.filter_criteria else {
-        return Vec::new();
+        return FilterSet::default();
     };
     if criteria.filter.len() > 5 {
         p.push(
@@ -453,15 +452,13 @@ fn validate_filters(m: &RawMapping, p: &mut Problems<'_>) -> Vec<String> {
         let field = format!("filter_criteria.filter[{i}].pattern");
         match &f.pattern {
             None => p.push(field, "is required"),
-            Some(pattern) => {
-                if let Err(e) = crate::filter::FilterPattern::parse(pattern) {
-                    p.push(field, e.to_string());
-                }
-                patterns.push(pattern.clone());
-            }
+            Some(pattern) => match crate::filter::FilterPattern::parse(pattern) {
+                Ok(compiled) => patterns.push(compiled),
+                Err(e) => p.push(field, e.to_string()),
+            },
         }
     }
-    patterns
+    FilterSet::new(patterns)
 }
 
 fn validate_stream(

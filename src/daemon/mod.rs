@@ -21,20 +21,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::aws::AwsContext;
-use crate::batch::BatchLimits;
 use crate::checkpoint::{CheckpointError, CheckpointStore, SqliteStore, StoreLock};
 use crate::config::{Config, ConfigError, EventSource, MappingConfig, SourceKind};
-use crate::failure::destination::{DestinationSender, SdkDestinations, StreamKind};
-use crate::failure::stream::StreamPolicy;
-use crate::filter::FilterSet;
+use crate::failure::destination::{DestinationSender, SdkDestinations};
 use crate::invoke::lambda::LambdaInvoker;
 use crate::invoke::Invoker;
-use crate::retry::RetryPolicies;
+use crate::source::build::{build, Dependencies};
 use crate::source::dynamodb::SdkDynamoDbStreams;
 use crate::source::kinesis::SdkKinesis;
-use crate::source::sqs::{SdkSqs, Shutdown, SqsApi, SqsSource};
-use crate::source::stream::process::Processor;
-use crate::source::stream::{self, ReadPacing, ShardContext, StreamApi, StreamSource};
+use crate::source::sqs::{SdkSqs, SqsApi};
+use crate::source::stream::StreamApi;
+use crate::source::Shutdown;
 use crate::telemetry::events::{
     ConfigNeedsRestart, ConfigReloadRejected, ConfigReloaded, MappingStopped,
 };
@@ -70,9 +67,8 @@ pub(crate) struct Clients {
 
 /// The role ARN put in Kinesis records' `invokeIdentityArn`: esmd has no execution role, so
 /// it names a role `esmd` in the stream's account.
-fn invoke_identity_arn(stream_arn: &str) -> String {
-    let account = stream_arn.split(':').nth(4).unwrap_or_default();
-    format!("arn:aws:iam::{account}:role/esmd")
+fn invoke_identity_arn(account_id: &str) -> String {
+    format!("arn:aws:iam::{account_id}:role/esmd")
 }
 
 impl Clients {
@@ -85,13 +81,14 @@ impl Clients {
                 EventSource::Kinesis {
                     arn,
                     region,
+                    account_id,
                     stream_name,
                 } => Arc::new(SdkKinesis::new(
                     kinesis.clone(),
                     arn,
                     stream_name,
                     region,
-                    invoke_identity_arn(arn),
+                    invoke_identity_arn(account_id),
                 )),
                 EventSource::DynamoDbStreams { arn, region, .. } => Arc::new(
                     SdkDynamoDbStreams::new(dynamodb_streams.clone(), arn, region),
@@ -366,136 +363,18 @@ fn start_mapping(
     tracker: &TaskTracker,
     store: Option<&Arc<dyn CheckpointStore>>,
 ) -> Result<JoinHandle<()>, DaemonError> {
-    let filters =
-        FilterSet::compile(&mapping.filter_patterns).map_err(|e| DaemonError::Mapping {
+    let deps = Dependencies {
+        sqs: Arc::clone(&clients.sqs),
+        invoker: Arc::clone(&clients.invoker),
+        stream_api: (clients.streams)(mapping),
+        destinations: Arc::clone(&clients.destinations),
+        store: store.cloned(),
+    };
+    let task = build(Arc::new(mapping.clone()), deps, status, shutdown).map_err(|e| {
+        DaemonError::Mapping {
             uuid: mapping.uuid.clone(),
             message: e.to_string(),
-        })?;
-    let mapping = Arc::new(mapping.clone());
-    // A mapping with `esmd_http_target` delivers to its own HTTP endpoint instead of Lambda.
-    let invoker: Arc<dyn Invoker> = match &mapping.http_target {
-        Some(url) => Arc::new(crate::invoke::http::HttpInvoker::new(url)),
-        None => Arc::clone(&clients.invoker),
-    };
-    match mapping.kind() {
-        SourceKind::Sqs => {
-            let source = SqsSource::new(
-                Arc::clone(&mapping),
-                filters,
-                Arc::clone(&clients.sqs),
-                Arc::clone(&invoker),
-                status,
-                shutdown,
-            )
-            .ok_or_else(|| DaemonError::Mapping {
-                uuid: mapping.uuid.clone(),
-                message: "not an SQS source".into(),
-            })?;
-            Ok(tracker.spawn(Arc::new(source).run()))
         }
-        SourceKind::Kinesis | SourceKind::DynamoDbStreams => {
-            let missing = |what: &str| DaemonError::Mapping {
-                uuid: mapping.uuid.clone(),
-                message: format!("no {what} for a stream mapping"),
-            };
-            let api = (clients.streams)(&mapping).ok_or_else(|| missing("stream client"))?;
-            let store = Arc::clone(store.ok_or_else(|| missing("checkpoint store"))?);
-            let (kind, pacing, filter_view): (_, _, fn(&str) -> serde_json::Value) =
-                match mapping.kind() {
-                    SourceKind::Kinesis => (
-                        StreamKind::Kinesis,
-                        ReadPacing::KINESIS,
-                        crate::payload::kinesis::filter_view,
-                    ),
-                    _ => (
-                        StreamKind::DynamoDb,
-                        ReadPacing::DYNAMODB,
-                        crate::payload::dynamodb::filter_view,
-                    ),
-                };
-            let account = mapping.source.arn().split(':').nth(4).unwrap_or_default();
-            let processor = Processor {
-                mapping: Arc::clone(&mapping),
-                kind,
-                function_arn: stream::function_arn(
-                    &mapping.function_name,
-                    mapping.source.region(),
-                    account,
-                ),
-                invoker: Arc::clone(&invoker),
-                destinations: Arc::clone(&clients.destinations),
-                status: Arc::clone(&status),
-                shutdown: shutdown.clone(),
-                policy: mapping
-                    .stream
-                    .as_ref()
-                    .map(StreamPolicy::from)
-                    .unwrap_or_default(),
-                delays: RetryPolicies::DEFAULT,
-            };
-            let lanes = mapping
-                .stream
-                .as_ref()
-                .map(|s| s.parallelization_factor)
-                .unwrap_or(1);
-            let pacing = with_poll_interval(pacing, &mapping);
-            let ctx = ShardContext {
-                uuid: mapping.uuid.clone(),
-                api,
-                store,
-                processor: Arc::new(processor),
-                filters: Arc::new(filters),
-                filter_view,
-                limits: BatchLimits::for_mapping(&mapping),
-                lanes,
-                tumbling_window: mapping.stream.as_ref().and_then(|s| s.tumbling_window),
-                pacing,
-                shutdown,
-                status,
-                closed: Default::default(),
-            };
-            let source = StreamSource {
-                mapping: Arc::clone(&mapping),
-                ctx: Arc::new(ctx),
-            };
-            Ok(tracker.spawn(source.run()))
-        }
-    }
-}
-
-/// The source's read pacing, with the mapping's `esmd_poll_interval_ms` when it has one.
-fn with_poll_interval(pacing: ReadPacing, mapping: &MappingConfig) -> ReadPacing {
-    match mapping.stream.as_ref().and_then(|s| s.poll_interval) {
-        Some(idle_interval) => ReadPacing {
-            idle_interval,
-            ..pacing
-        },
-        None => pacing,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn kinesis(extra: &str) -> MappingConfig {
-        let text = format!(
-            "[[mapping]]\nevent_source_arn = \"arn:aws:kinesis:us-east-1:123456789012:stream/s\"\nfunction_name = \"f\"\nstarting_position = \"LATEST\"\n{extra}"
-        );
-        match Config::parse(&text) {
-            Ok(c) => c.mappings[0].clone(),
-            Err(e) => panic!("{e}"),
-        }
-    }
-
-    #[test]
-    fn the_poll_interval_replaces_only_the_idle_interval() {
-        let tuned =
-            with_poll_interval(ReadPacing::KINESIS, &kinesis("esmd_poll_interval_ms = 500"));
-        assert_eq!(tuned.idle_interval, std::time::Duration::from_millis(500));
-        assert_eq!(tuned.min_interval, ReadPacing::KINESIS.min_interval);
-        assert_eq!(tuned.max_records, ReadPacing::KINESIS.max_records);
-        let default = with_poll_interval(ReadPacing::KINESIS, &kinesis(""));
-        assert_eq!(default.idle_interval, ReadPacing::KINESIS.idle_interval);
-    }
+    })?;
+    Ok(tracker.spawn(task))
 }

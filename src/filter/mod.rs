@@ -351,6 +351,12 @@ pub(crate) struct FilterSet {
 }
 
 impl FilterSet {
+    /// The set of already compiled patterns (validation compiles each one to report it).
+    pub(crate) fn new(patterns: Vec<FilterPattern>) -> Self {
+        FilterSet { patterns }
+    }
+
+    #[cfg(test)]
     pub(crate) fn compile(patterns: &[String]) -> Result<Self, PatternError> {
         Ok(FilterSet {
             patterns: patterns

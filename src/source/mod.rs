@@ -4,6 +4,7 @@
 //! - [`stream`]: the shard machinery shared by [`kinesis`] and [`dynamodb`]: discovery and
 //!   lineage, per-shard readers, lanes for `parallelization_factor`, and checkpoints.
 
+pub(crate) mod build;
 pub(crate) mod dynamodb;
 pub(crate) mod kinesis;
 pub(crate) mod sqs;

@@ -60,7 +60,7 @@ fn stream_defaults_match_aws() {
     .unwrap();
     let m = &cfg.mappings[0];
     assert_eq!(m.batch_size, 100);
-    let s = m.stream.as_ref().unwrap();
+    let s = m.stream_settings().unwrap();
     assert_eq!(s.parallelization_factor, 1);
     assert_eq!(s.maximum_retry_attempts, None);
     assert_eq!(s.maximum_record_age, None);
@@ -166,7 +166,7 @@ fn starting_positions() {
     ))
     .unwrap();
     assert!(matches!(
-        ok.mappings[0].stream.as_ref().unwrap().starting_position,
+        ok.mappings[0].stream_settings().unwrap().starting_position,
         StartingPosition::AtTimestamp(_)
     ));
 }
@@ -221,7 +221,7 @@ fn retry_age_and_destination_rules() {
     ))
     .unwrap();
     assert!(matches!(
-        cfg.mappings[0].stream.as_ref().unwrap().on_failure,
+        cfg.mappings[0].stream_settings().unwrap().on_failure,
         Some(FailureDestination::Sns { .. })
     ));
 }
@@ -294,12 +294,10 @@ fn bad_sections() {
 fn esmd_retry_backoff_is_sqs_only_and_bounded() {
     let ok = "[[mapping]]\nevent_source_arn = \"arn:aws:sqs:us-east-1:123456789012:q\"\nfunction_name = \"f\"\nesmd_retry_backoff = { base_seconds = 5, max_seconds = 600 }\n";
     let config = Config::parse(ok).unwrap();
-    let backoff = config.mappings[0]
-        .sqs
-        .as_ref()
-        .unwrap()
-        .retry_backoff
-        .unwrap();
+    let SourceSettings::Sqs(sqs) = &config.mappings[0].settings else {
+        panic!("an SQS mapping has SQS settings");
+    };
+    let backoff = sqs.retry_backoff.unwrap();
     assert_eq!(backoff.base, std::time::Duration::from_secs(5));
     assert_eq!(backoff.max, std::time::Duration::from_secs(600));
 
@@ -322,16 +320,14 @@ fn esmd_poll_interval_is_streams_only_and_bounded() {
     let config = Config::parse(&format!("{kinesis}esmd_poll_interval_ms = 500\n")).expect("valid");
     assert_eq!(
         config.mappings[0]
-            .stream
-            .as_ref()
+            .stream_settings()
             .and_then(|s| s.poll_interval),
         Some(std::time::Duration::from_millis(500))
     );
     let default = Config::parse(kinesis).expect("valid");
     assert_eq!(
         default.mappings[0]
-            .stream
-            .as_ref()
+            .stream_settings()
             .and_then(|s| s.poll_interval),
         None
     );

@@ -74,7 +74,7 @@ impl SqsSource {
     /// count still grows with every receive, so the redrive policy's `maxReceiveCount` decides
     /// when a message reaches the DLQ, as without backoff.
     pub(super) async fn back_off(&self, queue: &Queue, kept: &[&Received]) {
-        let Some(backoff) = self.mapping.sqs.as_ref().and_then(|s| s.retry_backoff) else {
+        let Some(backoff) = self.settings.retry_backoff else {
             return;
         };
         if kept.is_empty() {

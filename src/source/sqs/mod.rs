@@ -31,7 +31,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::action::ErrorAction;
 use crate::batch::{BatchLimits, BatchRecord};
-use crate::config::{EventSource, MappingConfig, DEFAULT_SQS_MAXIMUM_CONCURRENCY};
+use crate::config::{MappingConfig, SqsSettings, DEFAULT_SQS_MAXIMUM_CONCURRENCY};
 use crate::filter::FilterSet;
 use crate::invoke::Invoker;
 use crate::payload::sqs::{filter_view, SqsMessage};
@@ -75,7 +75,8 @@ pub(crate) struct SqsSource {
     region: String,
     fifo: bool,
     limits: BatchLimits,
-    filters: FilterSet,
+    filters: Arc<FilterSet>,
+    settings: SqsSettings,
     api: Arc<dyn SqsApi>,
     invoker: Arc<dyn Invoker>,
     status: Arc<MappingStatus>,
@@ -103,42 +104,32 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl SqsSource {
     pub(crate) fn new(
         mapping: Arc<MappingConfig>,
-        filters: FilterSet,
+        settings: SqsSettings,
         api: Arc<dyn SqsApi>,
         invoker: Arc<dyn Invoker>,
         status: Arc<MappingStatus>,
         shutdown: Shutdown,
-    ) -> Option<Self> {
-        let EventSource::Sqs {
-            queue_name,
-            account_id,
-            region,
-            ..
-        } = &mapping.source
-        else {
-            return None;
-        };
-        Some(SqsSource {
-            queue_name: queue_name.clone(),
-            account_id: account_id.clone(),
-            region: region.clone(),
+    ) -> Self {
+        SqsSource {
+            queue_name: mapping.source.name().to_string(),
+            account_id: mapping.source.account_id().to_string(),
+            region: mapping.source.region().to_string(),
             fifo: mapping.source.is_fifo_queue(),
             limits: BatchLimits::for_mapping(&mapping),
-            filters,
+            filters: Arc::clone(&mapping.filters),
+            settings,
             api,
             invoker,
             status,
             shutdown,
             mapping,
             policies: RetryPolicies::DEFAULT,
-        })
+        }
     }
 
     fn max_pollers(&self) -> usize {
-        self.mapping
-            .sqs
-            .as_ref()
-            .and_then(|s| s.maximum_concurrency)
+        self.settings
+            .maximum_concurrency
             .unwrap_or(DEFAULT_SQS_MAXIMUM_CONCURRENCY)
     }
 

@@ -33,13 +33,12 @@ fn start(extra: &str, sqs: Arc<MemorySqs>, function: ScriptedFunction) -> Harnes
     let shutdown = Shutdown::default();
     let source = SqsSource::new(
         Arc::clone(&mapping),
-        FilterSet::compile(&mapping.filter_patterns).unwrap(),
+        sqs_settings(&mapping),
         sqs.clone(),
         function.clone(),
         Arc::clone(&status),
         shutdown.clone(),
-    )
-    .unwrap();
+    );
     let task = tokio::spawn(Arc::new(source).run());
     Harness {
         sqs,
@@ -47,6 +46,13 @@ fn start(extra: &str, sqs: Arc<MemorySqs>, function: ScriptedFunction) -> Harnes
         status,
         shutdown,
         task,
+    }
+}
+
+fn sqs_settings(mapping: &MappingConfig) -> SqsSettings {
+    match &mapping.settings {
+        crate::config::SourceSettings::Sqs(s) => s.clone(),
+        other => panic!("not an SQS mapping: {other:?}"),
     }
 }
 
@@ -261,13 +267,12 @@ async fn fifo_groups_stay_in_order_across_a_failure() {
         let shutdown = Shutdown::default();
         let source = SqsSource::new(
             Arc::clone(&mapping),
-            FilterSet::default(),
+            sqs_settings(&mapping),
             sqs.clone(),
             function.clone(),
             Arc::clone(&status),
             shutdown.clone(),
-        )
-        .unwrap();
+        );
         let task = tokio::spawn(Arc::new(source).run());
         Harness {
             sqs: Arc::clone(&sqs),

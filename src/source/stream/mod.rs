@@ -41,15 +41,16 @@ pub(crate) const DISCOVERY_INTERVAL: Duration = Duration::from_secs(5);
 
 pub(crate) struct StreamSource {
     pub(crate) mapping: Arc<MappingConfig>,
+    pub(crate) starting_position: StartingPosition,
     pub(crate) ctx: Arc<ShardContext>,
 }
 
 impl StreamSource {
     fn configured_position(&self) -> IteratorPosition {
-        match self.mapping.stream.as_ref().map(|s| &s.starting_position) {
-            Some(StartingPosition::Latest) => IteratorPosition::Latest,
-            Some(StartingPosition::AtTimestamp(t)) => IteratorPosition::AtTimestamp(*t),
-            _ => IteratorPosition::TrimHorizon,
+        match &self.starting_position {
+            StartingPosition::TrimHorizon => IteratorPosition::TrimHorizon,
+            StartingPosition::Latest => IteratorPosition::Latest,
+            StartingPosition::AtTimestamp(t) => IteratorPosition::AtTimestamp(*t),
         }
     }
 

@@ -52,15 +52,14 @@ pub(crate) struct Processor {
     pub(crate) status: Arc<MappingStatus>,
     pub(crate) shutdown: Shutdown,
     pub(crate) policy: StreamPolicy,
+    /// `destination_config.on_failure`.
+    pub(crate) on_failure: Option<FailureDestination>,
     pub(crate) delays: RetryPolicies,
 }
 
 impl Processor {
     fn destination(&self) -> Option<&FailureDestination> {
-        self.mapping
-            .stream
-            .as_ref()
-            .and_then(|s| s.on_failure.as_ref())
+        self.on_failure.as_ref()
     }
 
     /// Processes one batch of a shard, in order.

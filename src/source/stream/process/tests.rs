@@ -105,7 +105,8 @@ fn processor(
         invoker: function.clone(),
         destinations: destination.clone(),
         shutdown: Default::default(),
-        policy: StreamPolicy::from(mapping.stream.as_ref().unwrap()),
+        policy: StreamPolicy::from(mapping.stream_settings().unwrap()),
+        on_failure: mapping.stream_settings().unwrap().on_failure.clone(),
         delays: RetryPolicies::IMMEDIATE,
     };
     (p, function, destination)
