@@ -3,6 +3,132 @@
 
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::MappingMetrics;
+
+/// Every named event, for counting (`esmd_events_total{event=…}`) and for the test recorder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Event {
+    MappingStarted,
+    MappingErrored,
+    BatchInvoked,
+    InvokeRetrying,
+    BatchFailed,
+    BatchEntriesFailed,
+    RecordTooLarge,
+    BatchGivenUp,
+    BatchBisected,
+    ShardStarted,
+    ShardEnded,
+    ShardReadFailed,
+    ConfigReloaded,
+    ConfigReloadRejected,
+    ConfigNeedsRestart,
+    MappingStopped,
+    RecordsPolled,
+    RecordsFilteredOut,
+    RecordsFailed,
+    MessagesDeleted,
+    DeleteFailed,
+    MessagesReleased,
+    DestinationDelivered,
+}
+
+const EVENTS: usize = 23;
+
+/// The events' names in `esmd_events_total`, in [`Event`]'s order.
+const NAMES: [&str; EVENTS] = [
+    "mapping_started",
+    "mapping_errored",
+    "batch_invoked",
+    "invoke_retrying",
+    "batch_failed",
+    "batch_entries_failed",
+    "record_too_large",
+    "batch_given_up",
+    "batch_bisected",
+    "shard_started",
+    "shard_ended",
+    "shard_read_failed",
+    "config_reloaded",
+    "config_reload_rejected",
+    "config_needs_restart",
+    "mapping_stopped",
+    "records_polled",
+    "records_filtered_out",
+    "records_failed",
+    "messages_deleted",
+    "delete_failed",
+    "messages_released",
+    "destination_delivered",
+];
+
+static COUNTS: [AtomicU64; EVENTS] = [const { AtomicU64::new(0) }; EVENTS];
+
+/// Counts one emitted event (and hands it to the test recorder, in tests).
+fn counted(event: Event, mapping: Option<&str>) {
+    COUNTS[event as usize].fetch_add(1, Ordering::Relaxed);
+    #[cfg(test)]
+    recorder::record(event, mapping);
+    #[cfg(not(test))]
+    let _ = mapping;
+}
+
+/// How often each event was emitted since the process started.
+pub(crate) fn counts() -> impl Iterator<Item = (&'static str, u64)> {
+    NAMES
+        .iter()
+        .zip(COUNTS.iter())
+        .map(|(name, count)| (*name, count.load(Ordering::Relaxed)))
+}
+
+/// Lets a test assert on the events a scenario emitted instead of on log text. Recording is
+/// per thread, which holds every task of a `#[tokio::test]` (a current-thread runtime).
+#[cfg(test)]
+pub(crate) mod recorder {
+    use std::cell::RefCell;
+
+    use super::Event;
+
+    thread_local! {
+        static RECORDED: RefCell<Option<Vec<(Event, Option<String>)>>> = const { RefCell::new(None) };
+    }
+
+    pub(super) fn record(event: Event, mapping: Option<&str>) {
+        RECORDED.with(|r| {
+            if let Some(events) = r.borrow_mut().as_mut() {
+                events.push((event, mapping.map(str::to_string)));
+            }
+        });
+    }
+
+    /// Records the events emitted on this thread until dropped.
+    pub(crate) struct Recorder(());
+
+    impl Recorder {
+        pub(crate) fn start() -> Self {
+            RECORDED.with(|r| *r.borrow_mut() = Some(Vec::new()));
+            Recorder(())
+        }
+
+        /// How many times `event` was emitted.
+        pub(crate) fn count(&self, event: Event) -> usize {
+            RECORDED.with(|r| {
+                r.borrow().as_ref().map_or(0, |events| {
+                    events.iter().filter(|(e, _)| *e == event).count()
+                })
+            })
+        }
+    }
+
+    impl Drop for Recorder {
+        fn drop(&mut self) {
+            RECORDED.with(|r| *r.borrow_mut() = None);
+        }
+    }
+}
+
 /// A mapping started polling.
 pub(crate) struct MappingStarted<'a> {
     pub(crate) uuid: &'a str,
@@ -12,6 +138,7 @@ pub(crate) struct MappingStarted<'a> {
 
 impl MappingStarted<'_> {
     pub(crate) fn emit(&self) {
+        counted(Event::MappingStarted, Some(self.uuid));
         tracing::info!(
             mapping = self.uuid,
             source = self.source,
@@ -30,6 +157,7 @@ pub(crate) struct MappingErrored<'a> {
 
 impl MappingErrored<'_> {
     pub(crate) fn emit(&self) {
+        counted(Event::MappingErrored, Some(self.uuid));
         tracing::warn!(
             mapping = self.uuid,
             error = self.error,
@@ -39,9 +167,11 @@ impl MappingErrored<'_> {
     }
 }
 
-/// A batch was invoked; `outcome` is a summary, never the payload.
+/// A batch was invoked; `outcome` is a summary, never the payload. Counts the invocation,
+/// its records (InvokedEventCount) and its duration.
 pub(crate) struct BatchInvoked<'a> {
     pub(crate) uuid: &'a str,
+    pub(crate) metrics: &'a MappingMetrics,
     pub(crate) records: usize,
     pub(crate) payload_bytes: usize,
     pub(crate) elapsed: Duration,
@@ -50,6 +180,10 @@ pub(crate) struct BatchInvoked<'a> {
 
 impl BatchInvoked<'_> {
     pub(crate) fn emit(&self) {
+        counted(Event::BatchInvoked, Some(self.uuid));
+        MappingMetrics::add(&self.metrics.invocations, 1);
+        MappingMetrics::add(&self.metrics.invoked, self.records);
+        self.metrics.invocation_duration.observe(self.elapsed);
         tracing::debug!(
             mapping = self.uuid,
             records = self.records,
@@ -71,6 +205,7 @@ pub(crate) struct InvokeRetrying<'a> {
 
 impl InvokeRetrying<'_> {
     pub(crate) fn emit(&self) {
+        counted(Event::InvokeRetrying, Some(self.uuid));
         tracing::info!(
             mapping = self.uuid,
             outcome = self.outcome,
@@ -81,15 +216,18 @@ impl InvokeRetrying<'_> {
     }
 }
 
-/// A batch failed and its records return to the source.
+/// A batch failed and its records return to the source (FailedInvokeEventCount).
 pub(crate) struct BatchFailed<'a> {
     pub(crate) uuid: &'a str,
+    pub(crate) metrics: &'a MappingMetrics,
     pub(crate) records: usize,
     pub(crate) reason: &'a str,
 }
 
 impl BatchFailed<'_> {
     pub(crate) fn emit(&self) {
+        counted(Event::BatchFailed, Some(self.uuid));
+        MappingMetrics::add(&self.metrics.failed_invoke, self.records);
         tracing::warn!(
             mapping = self.uuid,
             records = self.records,
@@ -109,6 +247,7 @@ pub(crate) struct BatchEntriesFailed<'a> {
 
 impl BatchEntriesFailed<'_> {
     pub(crate) fn emit(&self) {
+        counted(Event::BatchEntriesFailed, Some(self.uuid));
         tracing::warn!(
             mapping = self.uuid,
             operation = self.operation,
@@ -119,15 +258,18 @@ impl BatchEntriesFailed<'_> {
     }
 }
 
-/// A record is larger than one invocation may carry.
+/// A record is larger than one invocation may carry (counted as a failed record).
 pub(crate) struct RecordTooLarge<'a> {
     pub(crate) uuid: &'a str,
+    pub(crate) metrics: &'a MappingMetrics,
     pub(crate) record_id: &'a str,
     pub(crate) bytes: usize,
 }
 
 impl RecordTooLarge<'_> {
     pub(crate) fn emit(&self) {
+        counted(Event::RecordTooLarge, Some(self.uuid));
+        MappingMetrics::add(&self.metrics.failed_invoke, 1);
         tracing::warn!(
             mapping = self.uuid,
             record = self.record_id,
@@ -137,9 +279,10 @@ impl RecordTooLarge<'_> {
     }
 }
 
-/// A stream batch was given up (retries or record age exhausted).
+/// A stream batch was given up (retries or record age exhausted): DroppedEventCount.
 pub(crate) struct BatchGivenUp<'a> {
     pub(crate) uuid: &'a str,
+    pub(crate) metrics: &'a MappingMetrics,
     pub(crate) shard_id: &'a str,
     pub(crate) records: usize,
     pub(crate) condition: &'a str,
@@ -150,6 +293,8 @@ pub(crate) struct BatchGivenUp<'a> {
 
 impl BatchGivenUp<'_> {
     pub(crate) fn emit(&self) {
+        counted(Event::BatchGivenUp, Some(self.uuid));
+        MappingMetrics::add(&self.metrics.dropped, self.records);
         match self.destination {
             Some(destination) => tracing::warn!(
                 mapping = self.uuid,
@@ -183,6 +328,7 @@ pub(crate) struct BatchBisected<'a> {
 
 impl BatchBisected<'_> {
     pub(crate) fn emit(&self) {
+        counted(Event::BatchBisected, Some(self.uuid));
         tracing::info!(
             mapping = self.uuid,
             shard = self.shard_id,
@@ -201,6 +347,7 @@ pub(crate) struct ShardStarted<'a> {
 
 impl ShardStarted<'_> {
     pub(crate) fn emit(&self) {
+        counted(Event::ShardStarted, Some(self.uuid));
         tracing::info!(
             mapping = self.uuid,
             shard = self.shard_id,
@@ -219,6 +366,7 @@ pub(crate) struct ShardEnded<'a> {
 
 impl ShardEnded<'_> {
     pub(crate) fn emit(&self) {
+        counted(Event::ShardEnded, Some(self.uuid));
         tracing::info!(
             mapping = self.uuid,
             shard = self.shard_id,
@@ -238,6 +386,7 @@ pub(crate) struct ShardReadFailed<'a> {
 
 impl ShardReadFailed<'_> {
     pub(crate) fn emit(&self) {
+        counted(Event::ShardReadFailed, Some(self.uuid));
         tracing::warn!(
             mapping = self.uuid,
             shard = self.shard_id,
@@ -258,6 +407,7 @@ pub(crate) struct ConfigReloaded<'a> {
 
 impl ConfigReloaded<'_> {
     pub(crate) fn emit(&self) {
+        counted(Event::ConfigReloaded, None);
         tracing::info!(
             added = ?self.added,
             removed = ?self.removed,
@@ -275,6 +425,7 @@ pub(crate) struct ConfigReloadRejected<'a> {
 
 impl ConfigReloadRejected<'_> {
     pub(crate) fn emit(&self) {
+        counted(Event::ConfigReloadRejected, None);
         tracing::error!(
             error = self.error,
             "config reload rejected; the running mappings are unchanged"
@@ -289,6 +440,7 @@ pub(crate) struct ConfigNeedsRestart<'a> {
 
 impl ConfigNeedsRestart<'_> {
     pub(crate) fn emit(&self) {
+        counted(Event::ConfigNeedsRestart, None);
         tracing::warn!(
             sections = ?self.sections,
             "config sections changed that take effect only after a restart"
@@ -305,11 +457,157 @@ pub(crate) struct MappingStopped<'a> {
 
 impl MappingStopped<'_> {
     pub(crate) fn emit(&self) {
+        counted(Event::MappingStopped, Some(self.uuid));
         tracing::info!(
             mapping = self.uuid,
             reason = self.reason,
             drained = self.drained,
             "mapping stopped"
+        );
+    }
+}
+
+/// Records were read from the source (PolledEventCount).
+pub(crate) struct RecordsPolled<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) metrics: &'a MappingMetrics,
+    pub(crate) records: usize,
+}
+
+impl RecordsPolled<'_> {
+    pub(crate) fn emit(&self) {
+        counted(Event::RecordsPolled, Some(self.uuid));
+        MappingMetrics::add(&self.metrics.polled, self.records);
+        tracing::trace!(
+            mapping = self.uuid,
+            records = self.records,
+            "records polled"
+        );
+    }
+}
+
+/// Records matched no filter and were acknowledged without an invocation
+/// (FilteredOutEventCount).
+pub(crate) struct RecordsFilteredOut<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) metrics: &'a MappingMetrics,
+    pub(crate) records: usize,
+}
+
+impl RecordsFilteredOut<'_> {
+    pub(crate) fn emit(&self) {
+        counted(Event::RecordsFilteredOut, Some(self.uuid));
+        MappingMetrics::add(&self.metrics.filtered_out, self.records);
+        tracing::debug!(
+            mapping = self.uuid,
+            records = self.records,
+            "records filtered out"
+        );
+    }
+}
+
+/// Records of an invocation failed: reported in `batchItemFailures`, or in a failed
+/// invocation that is retried (FailedInvokeEventCount).
+pub(crate) struct RecordsFailed<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) metrics: &'a MappingMetrics,
+    pub(crate) records: usize,
+}
+
+impl RecordsFailed<'_> {
+    pub(crate) fn emit(&self) {
+        counted(Event::RecordsFailed, Some(self.uuid));
+        MappingMetrics::add(&self.metrics.failed_invoke, self.records);
+        tracing::debug!(
+            mapping = self.uuid,
+            records = self.records,
+            "records failed"
+        );
+    }
+}
+
+/// SQS messages were deleted (DeletedEventCount); `refused` entries were not and return.
+pub(crate) struct MessagesDeleted<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) metrics: &'a MappingMetrics,
+    pub(crate) deleted: usize,
+    pub(crate) refused: usize,
+}
+
+impl MessagesDeleted<'_> {
+    pub(crate) fn emit(&self) {
+        counted(Event::MessagesDeleted, Some(self.uuid));
+        MappingMetrics::add(&self.metrics.deleted, self.deleted);
+        MappingMetrics::add(&self.metrics.delete_failed, self.refused);
+        tracing::debug!(
+            mapping = self.uuid,
+            deleted = self.deleted,
+            refused = self.refused,
+            "messages deleted"
+        );
+    }
+}
+
+/// A DeleteMessageBatch call failed as a whole; the messages return after their
+/// visibility timeout.
+pub(crate) struct DeleteFailed<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) metrics: &'a MappingMetrics,
+    pub(crate) records: usize,
+    pub(crate) error: &'a str,
+}
+
+impl DeleteFailed<'_> {
+    pub(crate) fn emit(&self) {
+        counted(Event::DeleteFailed, Some(self.uuid));
+        MappingMetrics::add(&self.metrics.delete_failed, self.records);
+        tracing::warn!(
+            mapping = self.uuid,
+            error = self.error,
+            records = self.records,
+            "delete failed; messages will be redelivered"
+        );
+    }
+}
+
+/// SQS messages received but not processed were made visible again (shutdown, or a FIFO
+/// group held elsewhere).
+pub(crate) struct MessagesReleased<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) metrics: &'a MappingMetrics,
+    pub(crate) released: usize,
+}
+
+impl MessagesReleased<'_> {
+    pub(crate) fn emit(&self) {
+        counted(Event::MessagesReleased, Some(self.uuid));
+        MappingMetrics::add(&self.metrics.released, self.released);
+        tracing::info!(
+            mapping = self.uuid,
+            records = self.released,
+            "released unprocessed messages"
+        );
+    }
+}
+
+/// A given-up batch reached its on-failure destination
+/// (OnFailureDestinationDeliveredEventCount).
+pub(crate) struct DestinationDelivered<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) metrics: &'a MappingMetrics,
+    pub(crate) records: usize,
+    pub(crate) destination: &'a str,
+}
+
+impl DestinationDelivered<'_> {
+    pub(crate) fn emit(&self) {
+        counted(Event::DestinationDelivered, Some(self.uuid));
+        MappingMetrics::add(&self.metrics.on_failure_delivered, self.records);
+        tracing::info!(
+            mapping = self.uuid,
+            records = self.records,
+            destination = self.destination,
+            "batch delivered to the on-failure destination"
         );
     }
 }

@@ -40,6 +40,15 @@ pub(crate) struct MappingMetrics {
     pub(crate) invocation_duration: Histogram,
 }
 
+/// A batch being invoked: `esmd_in_flight_batches` counts it until this is dropped.
+pub(crate) struct InFlight<'a>(&'a AtomicI64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Upper bounds (seconds) of the invocation-duration buckets: 5 ms to Lambda's 15 minutes.
 pub(crate) const DURATION_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 900.0,
@@ -68,11 +77,6 @@ impl Histogram {
     }
 
     /// Records `elapsed` and hands it back, for use inline.
-    pub(crate) fn observed(&self, elapsed: std::time::Duration) -> std::time::Duration {
-        self.observe(elapsed);
-        elapsed
-    }
-
     pub(crate) fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
     }
@@ -115,6 +119,12 @@ impl Default for MappingMetrics {
 }
 
 impl MappingMetrics {
+    /// Counts a batch in flight until the guard is dropped.
+    pub(crate) fn in_flight(&self) -> InFlight<'_> {
+        self.in_flight_batches.fetch_add(1, Ordering::Relaxed);
+        InFlight(&self.in_flight_batches)
+    }
+
     pub(crate) fn add(counter: &AtomicU64, n: usize) {
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
@@ -163,108 +173,123 @@ fn escape(label: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Renders every mapping's metrics in the Prometheus text exposition format.
+/// Renders every mapping's metrics, then the process-wide event counts, in the Prometheus
+/// text exposition format.
 pub(crate) fn render_prometheus(mappings: &[std::sync::Arc<MappingStatus>]) -> String {
     let mut out = String::new();
-    let labels = |m: &MappingStatus| {
-        format!(
-            "mapping=\"{}\",function=\"{}\",source=\"{}\"",
-            escape(&m.uuid),
-            escape(&m.function_name),
-            m.source_kind
-        )
-    };
     let names = MappingMetrics::default()
         .counters()
         .map(|(name, help, _)| (name, help));
     for (i, (name, help)) in names.iter().enumerate() {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        family(&mut out, name, help, "counter");
         for m in mappings {
             let value = m.metrics.counters()[i].2.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}{{{}}} {value}", labels(m));
+            sample(&mut out, name, m, value);
         }
     }
-    let _ = writeln!(
-        out,
-        "# HELP esmd_in_flight_batches Batches being invoked now.\n# TYPE esmd_in_flight_batches gauge"
+    gauges(&mut out, mappings);
+    histogram(&mut out, mappings);
+    family(
+        &mut out,
+        "esmd_mapping_up",
+        "1 while the mapping is polling, 0 otherwise.",
+        "gauge",
     );
     for m in mappings {
-        let _ = writeln!(
-            out,
-            "esmd_in_flight_batches{{{}}} {}",
-            labels(m),
-            m.metrics.in_flight_batches.load(Ordering::Relaxed)
-        );
+        sample(&mut out, "esmd_mapping_up", m, u8::from(m.is_polling()));
     }
-    let _ = writeln!(
+    family(
+        &mut out,
+        "esmd_events_total",
+        "Named events emitted by the process (each also logs), by event.",
+        "counter",
+    );
+    for (event, count) in super::events::counts() {
+        let _ = writeln!(out, "esmd_events_total{{event=\"{event}\"}} {count}");
+    }
+    out
+}
+
+fn labels(m: &MappingStatus) -> String {
+    format!(
+        "mapping=\"{}\",function=\"{}\",source=\"{}\"",
+        escape(&m.uuid),
+        escape(&m.function_name),
+        m.source_kind
+    )
+}
+
+fn family(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn sample(out: &mut String, name: &str, m: &MappingStatus, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "{name}{{{}}} {value}", labels(m));
+}
+
+fn gauges(out: &mut String, mappings: &[std::sync::Arc<MappingStatus>]) {
+    family(
         out,
-        "# HELP esmd_iterator_age_milliseconds Age of the last record read, for the furthest-behind shard (AWS IteratorAge).\n# TYPE esmd_iterator_age_milliseconds gauge"
+        "esmd_in_flight_batches",
+        "Batches being invoked now.",
+        "gauge",
+    );
+    for m in mappings {
+        let value = m.metrics.in_flight_batches.load(Ordering::Relaxed);
+        sample(out, "esmd_in_flight_batches", m, value);
+    }
+    family(
+        out,
+        "esmd_iterator_age_milliseconds",
+        "Age of the last record read, for the furthest-behind shard (AWS IteratorAge).",
+        "gauge",
     );
     for m in mappings.iter().filter(|m| m.source_kind != "sqs") {
-        let _ = writeln!(
-            out,
-            "esmd_iterator_age_milliseconds{{{}}} {}",
-            labels(m),
-            m.metrics.iterator_age_ms.load(Ordering::Relaxed)
-        );
+        let value = m.metrics.iterator_age_ms.load(Ordering::Relaxed);
+        sample(out, "esmd_iterator_age_milliseconds", m, value);
     }
-    let _ = writeln!(
-        out,
-        "# HELP esmd_sqs_backlog_messages Visible messages waiting in the queue (ApproximateNumberOfMessages, sampled every 15 s).\n# TYPE esmd_sqs_backlog_messages gauge"
-    );
-    for m in mappings.iter().filter(|m| m.source_kind == "sqs") {
-        let v = m.metrics.sqs_backlog.load(Ordering::Relaxed);
-        if v >= 0 {
-            let _ = writeln!(out, "esmd_sqs_backlog_messages{{{}}} {v}", labels(m));
+    let sqs_gauges = [
+        (
+            "esmd_sqs_backlog_messages",
+            "Visible messages waiting in the queue (ApproximateNumberOfMessages, sampled every 15 s).",
+            true,
+        ),
+        (
+            "esmd_sqs_not_visible_messages",
+            "Messages received but not yet deleted (ApproximateNumberOfMessagesNotVisible, sampled every 15 s).",
+            false,
+        ),
+    ];
+    for (name, help, backlog) in sqs_gauges {
+        family(out, name, help, "gauge");
+        for m in mappings.iter().filter(|m| m.source_kind == "sqs") {
+            let gauge = match backlog {
+                true => &m.metrics.sqs_backlog,
+                false => &m.metrics.sqs_not_visible,
+            };
+            let value = gauge.load(Ordering::Relaxed);
+            if value >= 0 {
+                sample(out, name, m, value);
+            }
         }
     }
-    let _ = writeln!(
+}
+
+fn histogram(out: &mut String, mappings: &[std::sync::Arc<MappingStatus>]) {
+    let name = "esmd_invocation_duration_seconds";
+    family(
         out,
-        "# HELP esmd_sqs_not_visible_messages Messages received but not yet deleted (ApproximateNumberOfMessagesNotVisible, sampled every 15 s).\n# TYPE esmd_sqs_not_visible_messages gauge"
-    );
-    for m in mappings.iter().filter(|m| m.source_kind == "sqs") {
-        let v = m.metrics.sqs_not_visible.load(Ordering::Relaxed);
-        if v >= 0 {
-            let _ = writeln!(out, "esmd_sqs_not_visible_messages{{{}}} {v}", labels(m));
-        }
-    }
-    let _ = writeln!(
-        out,
-        "# HELP esmd_invocation_duration_seconds Time from invoke request to response.\n# TYPE esmd_invocation_duration_seconds histogram"
+        name,
+        "Time from invoke request to response.",
+        "histogram",
     );
     for m in mappings {
         let h = &m.metrics.invocation_duration;
         for (le, count) in h.cumulative() {
-            let _ = writeln!(
-                out,
-                "esmd_invocation_duration_seconds_bucket{{{},le=\"{le}\"}} {count}",
-                labels(m)
-            );
+            let _ = writeln!(out, "{name}_bucket{{{},le=\"{le}\"}} {count}", labels(m));
         }
-        let _ = writeln!(
-            out,
-            "esmd_invocation_duration_seconds_sum{{{}}} {}",
-            labels(m),
-            h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(
-            out,
-            "esmd_invocation_duration_seconds_count{{{}}} {}",
-            labels(m),
-            h.count()
-        );
+        let sum = h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        sample(out, &format!("{name}_sum"), m, sum);
+        sample(out, &format!("{name}_count"), m, h.count());
     }
-    let _ = writeln!(
-        out,
-        "# HELP esmd_mapping_up 1 while the mapping is polling, 0 otherwise.\n# TYPE esmd_mapping_up gauge"
-    );
-    for m in mappings {
-        let _ = writeln!(
-            out,
-            "esmd_mapping_up{{{}}} {}",
-            labels(m),
-            u8::from(m.is_polling())
-        );
-    }
-    out
 }

@@ -8,8 +8,9 @@ use super::client::FailedEntry;
 use super::{Queue, ReceiptRef, Received, SqsSource};
 use crate::action::ErrorAction;
 use crate::retry::{retry, Pace, Retried, Step};
-use crate::telemetry::events::BatchEntriesFailed;
-use crate::telemetry::MappingMetrics;
+use crate::telemetry::events::{
+    BatchEntriesFailed, DeleteFailed, MessagesDeleted, MessagesReleased,
+};
 
 impl SqsSource {
     pub(super) async fn delete(&self, queue: &Queue, records: &[Received]) {
@@ -51,22 +52,24 @@ impl SqsSource {
             // The shutdown deadline passed while SQS kept failing: the messages come back.
             Retried::Cancelled => Vec::new(),
             Retried::Stopped(e) => {
-                tracing::warn!(mapping = %self.mapping.uuid, error = %e, records = records.len(), "delete failed; messages will be redelivered");
-                MappingMetrics::add(&self.status.metrics.delete_failed, records.len());
+                DeleteFailed {
+                    uuid: &self.mapping.uuid,
+                    metrics: &self.status.metrics,
+                    records: records.len(),
+                    error: &e.to_string(),
+                }
+                .emit();
                 return;
             }
         };
-        MappingMetrics::add(&self.status.metrics.deleted, records.len() - failed.len());
-        if let Some(first) = failed.first() {
-            MappingMetrics::add(&self.status.metrics.delete_failed, failed.len());
-            BatchEntriesFailed {
-                uuid: &self.mapping.uuid,
-                operation: "DeleteMessageBatch",
-                failed: failed.len(),
-                first_error: &format!("{}: {}", first.code, first.message),
-            }
-            .emit();
+        MessagesDeleted {
+            uuid: &self.mapping.uuid,
+            metrics: &self.status.metrics,
+            deleted: records.len() - failed.len(),
+            refused: failed.len(),
         }
+        .emit();
+        self.report_failed_entries("DeleteMessageBatch", &failed);
     }
 
     /// With `esmd_retry_backoff`, sets each failed message's visibility to the backoff for its
@@ -136,7 +139,12 @@ impl SqsSource {
             .collect();
         match self.api.change_visibility(&queue.url, &entries).await {
             Ok(failed) => {
-                MappingMetrics::add(&self.status.metrics.released, records.len() - failed.len());
+                MessagesReleased {
+                    uuid: &self.mapping.uuid,
+                    metrics: &self.status.metrics,
+                    released: records.len() - failed.len(),
+                }
+                .emit();
                 self.report_failed_entries("ChangeMessageVisibilityBatch", &failed);
             }
             Err(e) => {
@@ -144,6 +152,5 @@ impl SqsSource {
             }
         }
         self.unclaim_fifo_groups(queue, &records);
-        tracing::info!(mapping = %self.mapping.uuid, records = records.len(), "released unprocessed messages");
     }
 }

@@ -9,8 +9,8 @@ use tokio::time::Instant;
 use super::{lock, Queue, ReceiptRef, Received, SqsError, SqsSource};
 use crate::batch::{Batch, PushRejected};
 use crate::payload::sqs::{record_json, SqsMessage};
-use crate::telemetry::events::RecordTooLarge;
-use crate::telemetry::{MappingMetrics, MappingState};
+use crate::telemetry::events::{RecordTooLarge, RecordsPolled};
+use crate::telemetry::MappingState;
 
 /// SQS's longest long poll.
 const MAX_WAIT: Duration = Duration::from_secs(20);
@@ -106,7 +106,12 @@ impl SqsSource {
         batch: &mut Batch<Received>,
         leftover: &mut Vec<Received>,
     ) {
-        MappingMetrics::add(&self.status.metrics.polled, messages.len());
+        RecordsPolled {
+            uuid: &self.mapping.uuid,
+            metrics: &self.status.metrics,
+            records: messages.len(),
+        }
+        .emit();
         let received_at = Instant::now();
         for message in messages {
             let json = match record_json(&message, self.mapping.source.arn(), &self.region) {
@@ -127,11 +132,11 @@ impl SqsSource {
                 Err(PushRejected::TooLarge(r)) => {
                     RecordTooLarge {
                         uuid: &self.mapping.uuid,
+                        metrics: &self.status.metrics,
                         record_id: &r.message.message_id,
                         bytes: r.json.get().len(),
                     }
                     .emit();
-                    MappingMetrics::add(&self.status.metrics.failed_invoke, 1);
                 }
             }
         }

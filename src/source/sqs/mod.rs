@@ -37,8 +37,8 @@ use crate::invoke::Invoker;
 use crate::payload::sqs::{filter_view, SqsMessage};
 use crate::payload::RecordJson;
 use crate::retry::{retry, sleep_or_cancel, Pace, Retried, RetryPolicies, Step};
-use crate::telemetry::events::{MappingErrored, MappingStarted};
-use crate::telemetry::{MappingMetrics, MappingState, MappingStatus};
+use crate::telemetry::events::{MappingErrored, MappingStarted, RecordsFilteredOut};
+use crate::telemetry::{MappingState, MappingStatus};
 pub(crate) use client::{ReceiptRef, SdkSqs, SqsApi, SqsError};
 use fifo::FifoGroups;
 use gather::Gathered;
@@ -306,7 +306,12 @@ impl SqsSource {
                 .partition(|r| self.filters.accepts(&filter_view(&r.message)))
         };
         if !filtered.is_empty() {
-            MappingMetrics::add(&self.status.metrics.filtered_out, filtered.len());
+            RecordsFilteredOut {
+                uuid: &self.mapping.uuid,
+                metrics: &self.status.metrics,
+                records: filtered.len(),
+            }
+            .emit();
             self.delete(queue, &filtered).await;
             self.unclaim_fifo_groups(queue, &filtered);
         }

@@ -13,8 +13,7 @@ use crate::action::ErrorAction;
 use crate::failure::sqs::{decide, MessageKey, SqsDisposition};
 use crate::invoke::InvokeOutcome;
 use crate::retry::{retry, Pace, Pacer, Retried, Step};
-use crate::telemetry::events::{BatchFailed, BatchInvoked, InvokeRetrying};
-use crate::telemetry::MappingMetrics;
+use crate::telemetry::events::{BatchFailed, BatchInvoked, InvokeRetrying, RecordsFailed};
 
 impl SqsSource {
     pub(super) fn invoke_and_settle<'a>(
@@ -31,16 +30,11 @@ impl SqsSource {
                 .map(|r| r.received_at)
                 .min()
                 .unwrap_or_else(Instant::now);
-            let metrics = &self.status.metrics;
-            metrics
-                .in_flight_batches
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let in_flight = self.status.metrics.in_flight();
             let result = self
                 .invoke_with_retries(queue, payload, records.len(), oldest)
                 .await;
-            metrics
-                .in_flight_batches
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            drop(in_flight);
             let outcome = match result {
                 Attempted::Outcome(o) => o,
                 Attempted::NotInvoked => {
@@ -101,7 +95,12 @@ impl SqsSource {
             }
             SqsDisposition::Partial { delete, keep } => {
                 self.status.record_result("OK (partial batch failure)");
-                MappingMetrics::add(&metrics.failed_invoke, keep.len());
+                RecordsFailed {
+                    uuid: &self.mapping.uuid,
+                    metrics,
+                    records: keep.len(),
+                }
+                .emit();
                 let to_delete: Vec<&Received> = delete.iter().map(|&i| &records[i]).collect();
                 self.delete_refs(queue, &to_delete).await;
                 let kept: Vec<&Received> = keep.iter().map(|&i| &records[i]).collect();
@@ -109,12 +108,12 @@ impl SqsSource {
                 self.await_fifo_retry(queue, &kept);
             }
             SqsDisposition::KeepAll { reason } => {
-                MappingMetrics::add(&metrics.failed_invoke, records.len());
                 if !matches!(outcome, InvokeOutcome::Misconfigured { .. }) {
                     self.status.record_problem(reason.clone());
                 }
                 BatchFailed {
                     uuid: &self.mapping.uuid,
+                    metrics,
                     records: records.len(),
                     reason: &reason,
                 }
@@ -198,9 +197,6 @@ impl SqsSource {
 
     /// One invocation, counted and logged; `None` when the shutdown deadline cut it short.
     async fn invoke_once(&self, payload: &Bytes, records: usize) -> Option<InvokeOutcome> {
-        let metrics = &self.status.metrics;
-        MappingMetrics::add(&metrics.invocations, 1);
-        MappingMetrics::add(&metrics.invoked, records);
         let started = Instant::now();
         let outcome = tokio::select! {
             o = self.invoker.invoke(&self.mapping.function_name, payload.clone()) => o,
@@ -208,9 +204,10 @@ impl SqsSource {
         };
         BatchInvoked {
             uuid: &self.mapping.uuid,
+            metrics: &self.status.metrics,
             records,
             payload_bytes: payload.len(),
-            elapsed: metrics.invocation_duration.observed(started.elapsed()),
+            elapsed: started.elapsed(),
             outcome: &outcome.summary(),
         }
         .emit();

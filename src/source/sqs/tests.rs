@@ -10,6 +10,8 @@ use super::*;
 use crate::config::Config;
 use crate::invoke::twin::{returned, ScriptedFunction};
 use crate::invoke::InvokeOutcome;
+use crate::telemetry::events::recorder::Recorder;
+use crate::telemetry::events::Event;
 use crate::telemetry::MappingState;
 
 const QUEUE: &str = "orders";
@@ -83,6 +85,7 @@ impl Harness {
 
 #[tokio::test(start_paused = true)]
 async fn delivered_messages_are_deleted_in_aws_record_shape() {
+    let events = Recorder::start();
     let sqs = queue(30);
     for body in ["a", "b", "c"] {
         sqs.send(QUEUE, body, None);
@@ -99,11 +102,16 @@ async fn delivered_messages_are_deleted_in_aws_record_shape() {
     );
     assert_eq!(record["attributes"]["ApproximateReceiveCount"], "1");
     assert_eq!(h.status.metrics.snapshot()["deleted_events"], 3);
+    assert_eq!(h.status.metrics.snapshot()["invoked_events"], 3);
+    assert_eq!(events.count(Event::BatchInvoked), 1);
+    assert_eq!(events.count(Event::MessagesDeleted), 1);
+    assert_eq!(events.count(Event::BatchFailed), 0);
     h.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_partial_failure_keeps_only_the_reported_message_until_its_visibility_timeout() {
+    let events = Recorder::start();
     let sqs = queue(30);
     let failing = sqs.send(QUEUE, "bad", None);
     sqs.send(QUEUE, "good", None);
@@ -140,6 +148,8 @@ async fn a_partial_failure_keeps_only_the_reported_message_until_its_visibility_
     let second = &h.function.calls()[1]["Records"][0];
     assert_eq!(second["messageId"], failing.as_str());
     assert_eq!(second["attributes"]["ApproximateReceiveCount"], "2");
+    assert!(events.count(Event::RecordsFailed) >= 1);
+    assert!(h.status.metrics.snapshot()["failed_invoke_events"].as_u64() >= Some(1));
     h.stop().await;
 }
 
@@ -197,6 +207,7 @@ async fn throttles_are_retried_while_the_messages_stay_invisible() {
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_releases_gathered_messages_at_once_without_invoking() {
+    let events = Recorder::start();
     let sqs = queue(300);
     sqs.send(QUEUE, "a", None);
     sqs.send(QUEUE, "b", None);
@@ -215,6 +226,8 @@ async fn shutdown_releases_gathered_messages_at_once_without_invoking() {
         "released, not left to the 300 s timeout"
     );
     assert!(function.calls().is_empty());
+    assert_eq!(events.count(Event::MessagesReleased), 1);
+    assert_eq!(events.count(Event::BatchInvoked), 0);
 }
 
 #[tokio::test(start_paused = true)]

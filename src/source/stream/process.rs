@@ -23,15 +23,16 @@ use crate::failure::stream::{next_step, Attempt, Span, Step, StreamPolicy, Verdi
 use crate::payload::records_event;
 use crate::payload::response::{parse_batch_item_failures, resolve_identifiers, BatchItemFailures};
 use crate::payload::window::{response_state, window_event, WindowFields};
-use std::sync::atomic::Ordering::Relaxed;
 
 use crate::invoke::{InvokeOutcome, Invoker};
 use crate::retry::{
     retry, sleep_or_cancel, Pace, Pacer, Retried, RetryPolicies, Step as RetryStep,
 };
 use crate::source::Shutdown;
-use crate::telemetry::events::{BatchBisected, BatchGivenUp, BatchInvoked, InvokeRetrying};
-use crate::telemetry::{MappingMetrics, MappingStatus};
+use crate::telemetry::events::{
+    BatchBisected, BatchGivenUp, BatchInvoked, DestinationDelivered, InvokeRetrying, RecordsFailed,
+};
+use crate::telemetry::MappingStatus;
 
 /// How a batch ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,9 +139,6 @@ impl Processor {
 
     /// Invokes once with `payload` (`records` records), counting and logging the invocation.
     async fn invoke_counted(&self, payload: &Bytes, records: usize) -> InvokeOutcome {
-        let metrics = &self.status.metrics;
-        MappingMetrics::add(&metrics.invocations, 1);
-        MappingMetrics::add(&metrics.invoked, records);
         let started = Instant::now();
         let outcome = self
             .invoker
@@ -148,9 +146,10 @@ impl Processor {
             .await;
         BatchInvoked {
             uuid: &self.mapping.uuid,
+            metrics: &self.status.metrics,
             records,
             payload_bytes: payload.len(),
-            elapsed: metrics.invocation_duration.observed(started.elapsed()),
+            elapsed: started.elapsed(),
             outcome: &outcome.summary(),
         }
         .emit();
@@ -174,7 +173,7 @@ impl Processor {
                 (Pace::ErrorState, None)
             }
             _ => {
-                MappingMetrics::add(&self.status.metrics.failed_invoke, 1);
+                self.records_failed(1);
                 self.status.record_problem(outcome.summary());
                 (Pace::FunctionError, None)
             }
@@ -293,13 +292,12 @@ impl Processor {
             ),
             None => records_event(slice.iter().map(|r| r.json.as_ref())),
         });
-        let metrics = &self.status.metrics;
-        metrics.in_flight_batches.fetch_add(1, Relaxed);
+        let in_flight = self.status.metrics.in_flight();
         let outcome = tokio::select! {
             o = self.invoke_counted(&payload, slice.len()) => Some(o),
             _ = self.shutdown.abandon.cancelled() => None,
         };
-        metrics.in_flight_batches.fetch_sub(1, Relaxed);
+        drop(in_flight);
         let outcome = outcome?;
         let summary = outcome.summary();
         let attempt = match &outcome {
@@ -331,10 +329,20 @@ impl Processor {
         Some((attempt, summary))
     }
 
+    fn records_failed(&self, records: usize) {
+        if records > 0 {
+            RecordsFailed {
+                uuid: &self.mapping.uuid,
+                metrics: &self.status.metrics,
+                records,
+            }
+            .emit();
+        }
+    }
+
     /// Counts an attempt's failed records and records its result on the mapping.
     fn note(&self, shard_id: &str, attempt: &Attempt, len: usize, summary: &str) {
-        let failed = attempt.failed_records(len);
-        MappingMetrics::add(&self.status.metrics.failed_invoke, failed);
+        self.records_failed(attempt.failed_records(len));
         match attempt {
             Attempt::Answered(Verdict::AllDone) => {
                 self.status.record_result("OK");
@@ -432,6 +440,7 @@ impl Processor {
         let destination = self.destination();
         BatchGivenUp {
             uuid: &self.mapping.uuid,
+            metrics,
             shard_id,
             records: slice.len(),
             condition: match condition {
@@ -443,33 +452,11 @@ impl Processor {
             destination: destination.map(|d| d.arn()),
         }
         .emit();
-        MappingMetrics::add(&metrics.dropped, slice.len());
         let Some(destination) = destination else {
             return true;
         };
-        let failed = FailedBatch {
-            kind: self.kind,
-            request_id: uuid::Uuid::new_v4().to_string(),
-            function_arn: self.function_arn.clone(),
-            condition,
-            approximate_invoke_count: invocations,
-            response,
-            timestamp: Utc::now(),
-            shard_id,
-            stream_arn: self.mapping.source.arn(),
-            start_sequence_number: first.sequence_number.as_str(),
-            end_sequence_number: last.sequence_number.as_str(),
-            first_arrival: first.arrival,
-            last_arrival: last.arrival,
-            batch_size: slice.len(),
-        };
-        let event = String::from_utf8_lossy(&records_event(slice.iter().map(|r| r.json.as_ref())))
-            .into_owned();
-        let delivery = Delivery {
-            record: failed.to_json(None),
-            s3_key: failed.s3_key(&self.mapping.uuid),
-            s3_body: failed.to_json(Some(&event)),
-        };
+        let span = (shard_id, slice, first, last);
+        let delivery = self.delivery(span, condition, invocations, response);
         let sent = retry(
             self.delays,
             &self.shutdown.abandon,
@@ -497,8 +484,47 @@ impl Processor {
         if !matches!(sent, Retried::Done(())) {
             return false;
         }
-        MappingMetrics::add(&metrics.on_failure_delivered, slice.len());
+        DestinationDelivered {
+            uuid: &self.mapping.uuid,
+            metrics,
+            records: slice.len(),
+            destination: destination.arn(),
+        }
+        .emit();
         true
+    }
+
+    /// AWS's on-failure record for a given-up span, and for S3 the record with the event.
+    fn delivery(
+        &self,
+        (shard_id, slice, first, last): (&str, &[StreamRecord], &StreamRecord, &StreamRecord),
+        condition: Condition,
+        invocations: u32,
+        response: Option<ResponseContext>,
+    ) -> Delivery {
+        let failed = FailedBatch {
+            kind: self.kind,
+            request_id: uuid::Uuid::new_v4().to_string(),
+            function_arn: self.function_arn.clone(),
+            condition,
+            approximate_invoke_count: invocations,
+            response,
+            timestamp: Utc::now(),
+            shard_id,
+            stream_arn: self.mapping.source.arn(),
+            start_sequence_number: first.sequence_number.as_str(),
+            end_sequence_number: last.sequence_number.as_str(),
+            first_arrival: first.arrival,
+            last_arrival: last.arrival,
+            batch_size: slice.len(),
+        };
+        let event = String::from_utf8_lossy(&records_event(slice.iter().map(|r| r.json.as_ref())))
+            .into_owned();
+        Delivery {
+            record: failed.to_json(None),
+            s3_key: failed.s3_key(&self.mapping.uuid),
+            s3_body: failed.to_json(Some(&event)),
+        }
     }
 
     /// Every delivery failure is retried; a missing or forbidden destination also puts the

@@ -13,8 +13,7 @@ use super::shard::ShardContext;
 use crate::action::ErrorAction;
 use crate::checkpoint::SequenceNumber;
 use crate::retry::{Pace, Pacer, RetryPolicies};
-use crate::telemetry::events::{ShardEnded, ShardReadFailed};
-use crate::telemetry::MappingMetrics;
+use crate::telemetry::events::{RecordsFilteredOut, RecordsPolled, ShardEnded, ShardReadFailed};
 
 /// Reads after which a failing iterator is replaced even if the error did not say it expired
 /// (some emulators answer a bad iterator with a 500).
@@ -201,7 +200,12 @@ impl<'a> Reader<'a> {
             self.empty_reads += 1;
         } else {
             self.empty_reads = 0;
-            MappingMetrics::add(&ctx.status.metrics.polled, batch.records.len());
+            RecordsPolled {
+                uuid: &ctx.uuid,
+                metrics: &ctx.status.metrics,
+                records: batch.records.len(),
+            }
+            .emit();
             let (shard_id, progress, lanes) = (self.shard_id(), self.progress, self.lanes);
             if !route(
                 ctx,
@@ -317,7 +321,12 @@ async fn route(
         }
     }
     if !filtered.is_empty() {
-        MappingMetrics::add(&ctx.status.metrics.filtered_out, filtered.len());
+        RecordsFilteredOut {
+            uuid: &ctx.uuid,
+            metrics: &ctx.status.metrics,
+            records: filtered.len(),
+        }
+        .emit();
         progress.settle(ctx, shard_id, &filtered).await;
     }
     for (lane, records) in lanes.iter().zip(per_lane) {
