@@ -124,10 +124,12 @@ pub(crate) async fn run_with_reload(
     let registry = Arc::new(Registry::default());
     let http_stop = CancellationToken::new();
 
-    let http_task = match config.http.listen {
-        Some(addr) => Some(tokio::spawn(
-            crate::http::serve(addr, Arc::clone(&registry), http_stop.clone()).await?,
-        )),
+    // Bind first (a taken port fails before anything starts), but answer only once every
+    // mapping is registered, so `/mappings` never lists fewer mappings than were configured.
+    let http_server = match config.http.listen {
+        Some(addr) => {
+            Some(crate::http::serve(addr, Arc::clone(&registry), http_stop.clone()).await?)
+        }
         None => None,
     };
 
@@ -147,6 +149,7 @@ pub(crate) async fn run_with_reload(
     for mapping in &config.mappings {
         supervisor.start(mapping)?;
     }
+    let http_task = http_server.map(tokio::spawn);
 
     loop {
         tokio::select! {

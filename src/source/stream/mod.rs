@@ -11,7 +11,9 @@
 //!   closed is marked `skipped` without reading, and its children count as fresh too.
 
 pub(crate) mod api;
+mod give_up;
 mod lane;
+mod lineage;
 pub(crate) mod process;
 mod progress;
 mod reader;
@@ -26,7 +28,7 @@ use tokio::task::JoinSet;
 
 use crate::action::ErrorAction;
 use crate::checkpoint::CheckpointError;
-use crate::checkpoint::{RestartAt, ShardCheckpoint, ShardStatus};
+use crate::checkpoint::{ShardCheckpoint, ShardStatus};
 use crate::config::{MappingConfig, StartingPosition};
 use crate::retry::{retry, Pace, Pacer, Retried, RetryPolicies, Step};
 use crate::telemetry::events::{MappingErrored, MappingStarted, ShardStarted};
@@ -167,6 +169,51 @@ impl StreamSource {
         }
     }
 
+    /// Takes the shard's lease and starts its worker at `position`; returns whether a worker
+    /// started (not when another owner holds the lease, nor for a closed shard at `LATEST`,
+    /// which is marked skipped).
+    async fn start_shard(
+        &self,
+        shard: &ShardInfo,
+        position: IteratorPosition,
+        workers: &mut JoinSet<(String, ShardOutcome)>,
+    ) -> Result<bool, String> {
+        let ctx = &self.ctx;
+        let Some((lease, stored)) = ctx
+            .store
+            .acquire(&self.mapping.uuid, &shard.shard_id)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(false);
+        };
+        if position == IteratorPosition::Latest && shard.ending_sequence_number.is_some() {
+            // Nothing after LATEST on a closed shard.
+            ctx.store
+                .finish(&lease, ShardStatus::Skipped)
+                .await
+                .map_err(|e| e.to_string())?;
+            ctx.status
+                .update_shard(&shard.shard_id, |v| v.status = ShardState::Skipped);
+            return Ok(false);
+        }
+        ShardStarted {
+            uuid: &self.mapping.uuid,
+            shard_id: &shard.shard_id,
+            position: &format!("{position:?}"),
+        }
+        .emit();
+        let (worker_ctx, shard) = (Arc::clone(ctx), shard.clone());
+        workers.spawn(async move {
+            let id = shard.shard_id.clone();
+            let (checkpoint, window) = (stored.sequence_number, stored.window);
+            let outcome =
+                shard::run_shard(worker_ctx, shard, lease, checkpoint, position, window).await;
+            (id, outcome)
+        });
+        Ok(true)
+    }
+
     /// Lists shards and starts workers for the ones that may run now.
     async fn discover(
         &self,
@@ -200,76 +247,18 @@ impl StreamSource {
         if ctx.status.state() != MappingState::Error {
             ctx.status.set_polling();
         }
+        let configured = self.configured_position();
         for shard in &shards {
             if running.contains(&shard.shard_id) {
                 continue;
             }
-            let state = stored.get(&shard.shard_id);
-            if state.is_some_and(|s| s.status.is_finished()) {
-                continue;
-            }
-            // A parent that is neither listed nor stored has expired from the stream.
-            let parents_finished = shard.parents().all(|p| match stored.get(p) {
-                Some(s) => s.status.is_finished(),
-                None => !listed.contains(p),
-            });
-            if !parents_finished {
-                continue;
-            }
-            let parent_was_read = shard.parents().any(|p| {
-                stored
-                    .get(p)
-                    .is_some_and(|s| s.status != ShardStatus::Skipped)
-            });
-            let checkpoint = state.and_then(|s| s.sequence_number.clone());
-            let restart_at = state.and_then(|s| s.restart_at.clone());
-            let position = match (&restart_at, &checkpoint, parent_was_read) {
-                // An operator moved the shard (`esmd checkpoints set`).
-                (Some(at), _, _) => match at {
-                    RestartAt::TrimHorizon => IteratorPosition::TrimHorizon,
-                    RestartAt::Latest => IteratorPosition::Latest,
-                    RestartAt::AtTimestamp(t) => IteratorPosition::AtTimestamp(*t),
-                    RestartAt::AtSequenceNumber(s) => IteratorPosition::AtSequenceNumber(s.clone()),
-                },
-                (None, Some(seq), _) => IteratorPosition::AfterSequenceNumber(seq.clone()),
-                (None, None, true) => IteratorPosition::TrimHorizon,
-                (None, None, false) => self.configured_position(),
-            };
-            let Some((lease, stored_now)) = ctx
-                .store
-                .acquire(&self.mapping.uuid, &shard.shard_id)
-                .await
-                .map_err(|e| e.to_string())?
+            let Some(position) = lineage::start_position(shard, &stored, &listed, &configured)
             else {
-                continue; // another owner holds it
-            };
-            if position == IteratorPosition::Latest && shard.ending_sequence_number.is_some() {
-                // Nothing after LATEST on a closed shard.
-                ctx.store
-                    .finish(&lease, ShardStatus::Skipped)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                ctx.status
-                    .update_shard(&shard.shard_id, |v| v.status = ShardState::Skipped);
                 continue;
+            };
+            if self.start_shard(shard, position, workers).await? {
+                running.insert(shard.shard_id.clone());
             }
-            ShardStarted {
-                uuid: &self.mapping.uuid,
-                shard_id: &shard.shard_id,
-                position: &format!("{position:?}"),
-            }
-            .emit();
-            running.insert(shard.shard_id.clone());
-            let worker_ctx = Arc::clone(ctx);
-            let shard = shard.clone();
-            let checkpoint = stored_now.sequence_number.or(checkpoint);
-            let window = stored_now.window;
-            workers.spawn(async move {
-                let id = shard.shard_id.clone();
-                let outcome =
-                    shard::run_shard(worker_ctx, shard, lease, checkpoint, position, window).await;
-                (id, outcome)
-            });
         }
         Ok(())
     }

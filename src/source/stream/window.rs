@@ -126,31 +126,43 @@ pub(super) async fn run_window_lane(
         else {
             return;
         };
-        if records.is_empty() {
-            continue;
-        }
-        let processed = ctx
-            .processor
-            .process_in_window(&shard_id, &records, window)
-            .await;
-        let done = settled_prefix(&records, processed.settled);
-        progress
-            .settle_window(&ctx, &shard_id, &done, Some(window))
-            .await;
-        if processed.interrupted || progress.failure().is_some() {
+        if !records.is_empty() && !process(&ctx, &shard_id, &progress, &records, window).await {
             return;
         }
-        if state_too_large(window) {
-            tracing::warn!(mapping = %ctx.uuid, shard = %shard_id, "tumbling-window state passed 1 MB; ending the window early");
-            if !ctx.processor.close_window(&shard_id, window, true).await {
-                return;
-            }
-            window.state = serde_json::json!({});
-            progress
-                .settle_window(&ctx, &shard_id, &[], Some(window))
-                .await;
-        }
     }
+}
+
+/// Processes one batch of the open window and stores the new state with the checkpoint; a
+/// state past 1 MB ends the window early and it goes on empty. False when the lane must stop.
+async fn process(
+    ctx: &ShardContext,
+    shard_id: &str,
+    progress: &Progress,
+    records: &[StreamRecord],
+    window: &mut WindowState,
+) -> bool {
+    let processed = ctx
+        .processor
+        .process_in_window(shard_id, records, window)
+        .await;
+    let done = settled_prefix(records, processed.settled);
+    progress
+        .settle_window(ctx, shard_id, &done, Some(window))
+        .await;
+    if processed.interrupted || progress.failure().is_some() {
+        return false;
+    }
+    if state_too_large(window) {
+        tracing::warn!(mapping = %ctx.uuid, shard = %shard_id, "tumbling-window state passed 1 MB; ending the window early");
+        if !ctx.processor.close_window(shard_id, window, true).await {
+            return false;
+        }
+        window.state = serde_json::json!({});
+        progress
+            .settle_window(ctx, shard_id, &[], Some(window))
+            .await;
+    }
+    true
 }
 
 /// Makes the window's final invocation and drops its stored state. False on shutdown.

@@ -7,83 +7,16 @@ use std::sync::{Arc, Mutex};
 use futures::future::BoxFuture;
 use rusqlite::{params, Connection, OptionalExtension};
 
+mod lock;
+mod rows;
+
+pub(crate) use lock::StoreLock;
+use rows::{now, read_shards, reset, storage, write_checkpoint, Row, SCHEMA};
+
 use super::{
     CheckpointError, CheckpointStore, RestartAt, SequenceNumber, ShardCheckpoint, ShardLease,
     ShardStatus, WindowState,
 };
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS mappings (
-    uuid TEXT PRIMARY KEY,
-    event_source_arn TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS shards (
-    mapping_uuid TEXT NOT NULL,
-    shard_id TEXT NOT NULL,
-    sequence_number TEXT,
-    status TEXT NOT NULL,
-    owner TEXT,
-    lease_counter INTEGER NOT NULL DEFAULT 0,
-    updated_at TEXT NOT NULL,
-    window TEXT,
-    restart_at TEXT,
-    PRIMARY KEY (mapping_uuid, shard_id)
-);
-";
-
-/// An exclusive lock on a store file, held by the daemon for its whole life so that
-/// `esmd checkpoints` cannot change a store under a running daemon. The operating system
-/// drops it when the process exits, even after `kill -9`.
-#[derive(Debug)]
-pub(crate) struct StoreLock {
-    _file: std::fs::File,
-}
-
-impl StoreLock {
-    /// The lock file beside the store (`<path>.lock`).
-    pub(crate) fn path_for(store: &Path) -> std::path::PathBuf {
-        let mut name = store.as_os_str().to_owned();
-        name.push(".lock");
-        name.into()
-    }
-
-    /// Takes the lock, or says who holds it.
-    pub(crate) fn acquire(store: &Path) -> Result<Self, CheckpointError> {
-        let path = Self::path_for(store);
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| storage(format!("cannot create {}: {e}", dir.display())))?;
-        }
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| storage(format!("cannot open {}: {e}", path.display())))?;
-        match file.try_lock() {
-            Ok(()) => {
-                use std::io::{Seek, Write};
-                let _ = file.set_len(0);
-                let _ = file.seek(std::io::SeekFrom::Start(0));
-                let _ = writeln!(file, "{}", std::process::id());
-                Ok(StoreLock { _file: file })
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let pid = std::fs::read_to_string(&path).unwrap_or_default();
-                Err(CheckpointError::Storage(format!(
-                    "{} is in use by a running esmd (pid {}); stop it first",
-                    store.display(),
-                    pid.trim()
-                )))
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(storage(format!("cannot lock {}: {e}", path.display())))
-            }
-        }
-    }
-}
 
 /// The SQLite store. Cheap to clone; calls run on the blocking pool.
 #[derive(Clone)]
@@ -98,14 +31,6 @@ impl std::fmt::Debug for SqliteStore {
             .field("owner", &self.owner)
             .finish()
     }
-}
-
-fn storage(e: impl std::fmt::Display) -> CheckpointError {
-    CheckpointError::Storage(e.to_string())
-}
-
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 impl SqliteStore {
@@ -213,153 +138,6 @@ impl SqliteStore {
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         reset(&mut conn, uuid)
     }
-}
-
-fn read_shards(conn: &Connection, uuid: &str) -> Result<Vec<ShardCheckpoint>, CheckpointError> {
-    let mut stmt = conn
-        .prepare(
-            "SELECT shard_id, sequence_number, status, updated_at, window, restart_at FROM shards \
-             WHERE mapping_uuid = ?1 ORDER BY shard_id",
-        )
-        .map_err(storage)?;
-    let rows = stmt
-        .query_map([uuid], |r| {
-            Ok(Row {
-                shard_id: r.get(0)?,
-                seq: r.get(1)?,
-                status: r.get(2)?,
-                updated_at: r.get(3)?,
-                window: r.get(4)?,
-                restart_at: r.get(5)?,
-            })
-        })
-        .map_err(storage)?;
-    let mut out = Vec::new();
-    for row in rows {
-        out.push(row.map_err(storage)?.into_checkpoint()?);
-    }
-    Ok(out)
-}
-
-/// One `shards` row as stored.
-struct Row {
-    shard_id: String,
-    seq: Option<String>,
-    status: String,
-    updated_at: String,
-    window: Option<String>,
-    restart_at: Option<String>,
-}
-
-impl Row {
-    fn into_checkpoint(self) -> Result<ShardCheckpoint, CheckpointError> {
-        let shard_id = self.shard_id;
-        Ok(ShardCheckpoint {
-            sequence_number: self
-                .seq
-                .map(SequenceNumber::parse)
-                .transpose()
-                .map_err(|e| storage(format!("shard {shard_id}: {e}")))?,
-            status: ShardStatus::parse(&self.status).ok_or_else(|| {
-                storage(format!(
-                    "shard {shard_id}: unknown status `{}`",
-                    self.status
-                ))
-            })?,
-            window: self
-                .window
-                .map(|w| serde_json::from_str::<WindowState>(&w))
-                .transpose()
-                .map_err(|e| storage(format!("shard {shard_id}: stored window: {e}")))?,
-            restart_at: match self.restart_at {
-                None => None,
-                Some(text) => Some(RestartAt::parse(&text).ok_or_else(|| {
-                    storage(format!(
-                        "shard {shard_id}: unknown restart position `{text}`"
-                    ))
-                })?),
-            },
-            shard_id,
-            updated_at: self.updated_at,
-        })
-    }
-}
-
-/// Checks the lease and, when `proposed` is given, that it does not move backwards; then
-/// writes the checkpoint (and the window, when `window` is `Some`).
-fn write_checkpoint(
-    conn: &mut Connection,
-    lease: &ShardLease,
-    proposed: Option<&SequenceNumber>,
-    window: Option<Option<&WindowState>>,
-) -> Result<(), CheckpointError> {
-    let tx = conn.transaction().map_err(storage)?;
-    let row: Option<(Option<String>, Option<String>, i64)> = tx
-        .query_row(
-            "SELECT sequence_number, owner, lease_counter FROM shards \
-             WHERE mapping_uuid = ?1 AND shard_id = ?2",
-            params![lease.mapping_uuid, lease.shard_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()
-        .map_err(storage)?;
-    let Some((current, owner, counter)) = row else {
-        return Err(CheckpointError::LeaseLost {
-            shard_id: lease.shard_id.clone(),
-            owner: "nobody (the shard's state was reset)".into(),
-        });
-    };
-    if owner.as_deref() != Some(lease.owner.as_str()) || counter as u64 != lease.counter {
-        return Err(CheckpointError::LeaseLost {
-            shard_id: lease.shard_id.clone(),
-            owner: owner.unwrap_or_default(),
-        });
-    }
-    if let Some(proposed) = proposed {
-        if let Some(current) = current
-            .map(SequenceNumber::parse)
-            .transpose()
-            .map_err(storage)?
-        {
-            if *proposed < current {
-                return Err(CheckpointError::Backwards {
-                    shard_id: lease.shard_id.clone(),
-                    current,
-                    proposed: proposed.clone(),
-                });
-            }
-        }
-        tx.execute(
-            "UPDATE shards SET sequence_number = ?3, updated_at = ?4, restart_at = NULL \
-             WHERE mapping_uuid = ?1 AND shard_id = ?2",
-            params![lease.mapping_uuid, lease.shard_id, proposed.as_str(), now()],
-        )
-        .map_err(storage)?;
-    }
-    if let Some(window) = window {
-        let text = window
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(storage)?;
-        tx.execute(
-            "UPDATE shards SET window = ?3, updated_at = ?4 \
-             WHERE mapping_uuid = ?1 AND shard_id = ?2",
-            params![lease.mapping_uuid, lease.shard_id, text, now()],
-        )
-        .map_err(storage)?;
-    }
-    tx.commit().map_err(storage)
-}
-
-fn reset(conn: &mut Connection, uuid: &str) -> Result<usize, CheckpointError> {
-    let tx = conn.transaction().map_err(storage)?;
-    let n = tx
-        .execute("DELETE FROM shards WHERE mapping_uuid = ?1", [uuid])
-        .map_err(storage)?;
-    tx.execute("DELETE FROM mappings WHERE uuid = ?1", [uuid])
-        .map_err(storage)?;
-    tx.commit().map_err(storage)?;
-    Ok(n)
 }
 
 impl CheckpointStore for SqliteStore {

@@ -1,0 +1,279 @@
+//! AWS's validation rules for mappings, collected into a list of [`ConfigProblem`]s.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+mod mapping;
+mod stream;
+
+use super::raw::{RawConfig, RawMapping};
+use super::*;
+use mapping::validate_mapping;
+
+/// Collects problems for one section or mapping.
+struct Problems<'a> {
+    mapping: Option<String>,
+    out: &'a mut Vec<ConfigProblem>,
+}
+
+impl Problems<'_> {
+    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.out.push(ConfigProblem {
+            mapping: self.mapping.clone(),
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Checks `value` (or `default`) lies in `range`, reporting the field otherwise.
+    fn int_in(
+        &mut self,
+        field: &str,
+        value: Option<i64>,
+        default: i64,
+        range: std::ops::RangeInclusive<i64>,
+    ) -> i64 {
+        let v = value.unwrap_or(default);
+        if !range.contains(&v) {
+            self.push(
+                field,
+                format!(
+                    "must be between {} and {} (got {v})",
+                    range.start(),
+                    range.end()
+                ),
+            );
+            return default;
+        }
+        v
+    }
+}
+
+pub(super) fn parse_and_validate(text: &str) -> Result<Config, Vec<ConfigProblem>> {
+    let mut problems = Vec::new();
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(err) => {
+            problems.push(ConfigProblem {
+                mapping: None,
+                field: "(file)".into(),
+                message: err.to_string().trim().replace('\n', " "),
+            });
+            return Err(problems);
+        }
+    };
+
+    let state = validate_state(&raw, &mut problems);
+    let http = validate_http(&raw, &mut problems);
+    let aws = validate_aws(&raw, &mut problems);
+    let daemon = validate_daemon(&raw, &mut problems);
+    let mappings = validate_mappings(&raw, &mut problems);
+    check_duplicates(&mappings, &mut problems);
+
+    if problems.is_empty() {
+        Ok(Config {
+            state,
+            http,
+            aws,
+            daemon,
+            mappings,
+        })
+    } else {
+        Err(problems)
+    }
+}
+
+fn validate_aws(raw: &RawConfig, problems: &mut Vec<ConfigProblem>) -> AwsSettings {
+    let aws = raw
+        .aws
+        .as_ref()
+        .map_or_else(AwsSettings::default, |a| AwsSettings {
+            region: a.region.clone(),
+            endpoint_url: a.endpoint_url.clone(),
+            profile: a.profile.clone(),
+        });
+    if let Some(url) = &aws.endpoint_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            problems.push(ConfigProblem {
+                mapping: None,
+                field: "aws.endpoint_url".into(),
+                message: format!("`{url}` must start with http:// or https://"),
+            });
+        }
+    }
+    aws
+}
+
+fn validate_daemon(raw: &RawConfig, problems: &mut Vec<ConfigProblem>) -> DaemonSettings {
+    let mut daemon_problems = Problems {
+        mapping: None,
+        out: problems,
+    };
+    let shutdown_secs = daemon_problems.int_in(
+        "daemon.shutdown_timeout_seconds",
+        raw.daemon.as_ref().and_then(|d| d.shutdown_timeout_seconds),
+        30,
+        0..=3600,
+    );
+    DaemonSettings {
+        shutdown_timeout: Duration::from_secs(shutdown_secs as u64),
+    }
+}
+
+/// Every `[[mapping]]`: unknown keys are reported one by one, then the rest is checked, so
+/// that a typo does not hide the mapping's other problems.
+fn validate_mappings(raw: &RawConfig, problems: &mut Vec<ConfigProblem>) -> Vec<MappingConfig> {
+    let mut mappings = Vec::new();
+    for (index, value) in raw.mapping.iter().enumerate() {
+        let label = mapping_label(index, value);
+        let mut p = Problems {
+            mapping: Some(label),
+            out: problems,
+        };
+        let mut value = value.clone();
+        if let Some(table) = value.as_table_mut() {
+            let unknown: Vec<String> = table
+                .keys()
+                .filter(|k| !RawMapping::FIELDS.contains(&k.as_str()))
+                .cloned()
+                .collect();
+            for key in unknown {
+                table.remove(&key);
+                let hint = closest_field(&key)
+                    .map(|f| format!(" (did you mean `{f}`?)"))
+                    .unwrap_or_default();
+                p.push(key, format!("unknown field{hint}"));
+            }
+        }
+        let raw_mapping: RawMapping = match value.try_into() {
+            Ok(m) => m,
+            Err(err) => {
+                p.push("(mapping)", err.to_string().trim().replace('\n', " "));
+                continue;
+            }
+        };
+        if let Some(m) = validate_mapping(&raw_mapping, &mut p) {
+            mappings.push(m);
+        }
+    }
+    mappings
+}
+
+/// The known field that differs least from a misspelt one, if any is close.
+fn closest_field(key: &str) -> Option<&'static str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut previous = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let current = row[j + 1];
+                row[j + 1] = (previous + usize::from(ca != *cb))
+                    .min(row[j] + 1)
+                    .min(current + 1);
+                previous = current;
+            }
+        }
+        row[b.len()]
+    }
+    RawMapping::FIELDS
+        .iter()
+        .map(|f| (distance(key, f), *f))
+        .filter(|(d, _)| *d <= 3)
+        .min()
+        .map(|(_, f)| f)
+}
+
+fn mapping_label(index: usize, value: &toml::Value) -> String {
+    let pick = |k: &str| value.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    match pick("uuid").or_else(|| pick("event_source_arn")) {
+        Some(id) => format!("mapping[{index}] ({id})"),
+        None => format!("mapping[{index}]"),
+    }
+}
+
+fn validate_state(raw: &RawConfig, problems: &mut Vec<ConfigProblem>) -> StateConfig {
+    let section = raw.state.as_ref();
+    let backend = match section.and_then(|s| s.backend.as_deref()) {
+        None | Some("sqlite") => StateBackend::Sqlite,
+        Some(other) => {
+            problems.push(ConfigProblem {
+                mapping: None,
+                field: "state.backend".into(),
+                message: format!("unknown backend `{other}` (supported: \"sqlite\")"),
+            });
+            StateBackend::Sqlite
+        }
+    };
+    let path = section
+        .and_then(|s| s.path.clone())
+        .unwrap_or_else(|| "esmd-state.db".into());
+    if path.is_empty() {
+        problems.push(ConfigProblem {
+            mapping: None,
+            field: "state.path".into(),
+            message: "must not be empty".into(),
+        });
+    }
+    StateConfig {
+        backend,
+        path: PathBuf::from(path),
+    }
+}
+
+fn validate_http(raw: &RawConfig, problems: &mut Vec<ConfigProblem>) -> HttpConfig {
+    let listen = raw
+        .http
+        .as_ref()
+        .and_then(|h| h.listen.clone())
+        .unwrap_or_else(|| "127.0.0.1:9464".into());
+    if listen.is_empty() {
+        return HttpConfig { listen: None };
+    }
+    match listen.parse::<SocketAddr>() {
+        Ok(addr) => HttpConfig { listen: Some(addr) },
+        Err(_) => {
+            problems.push(ConfigProblem {
+                mapping: None,
+                field: "http.listen".into(),
+                message: format!("`{listen}` is not an address like 127.0.0.1:9464"),
+            });
+            HttpConfig { listen: None }
+        }
+    }
+}
+
+/// Two mappings may not share a uuid, nor the same source and function (AWS answers 409).
+fn check_duplicates(mappings: &[MappingConfig], problems: &mut Vec<ConfigProblem>) {
+    let mut by_uuid: HashMap<&str, usize> = HashMap::new();
+    let mut by_pair: HashMap<(&str, &str), usize> = HashMap::new();
+    for (i, m) in mappings.iter().enumerate() {
+        if let Some(first) = by_uuid.insert(&m.uuid, i) {
+            problems.push(ConfigProblem {
+                mapping: Some(format!("mapping ({})", m.label())),
+                field: "uuid".into(),
+                message: format!("uuid {} is already used by mapping #{first}", m.uuid),
+            });
+        }
+        if by_pair
+            .insert((m.source.arn(), m.function_name.as_str()), i)
+            .is_some()
+        {
+            problems.push(ConfigProblem {
+                mapping: Some(format!("mapping ({})", m.label())),
+                field: "event_source_arn".into(),
+                message: format!(
+                    "a mapping of {} to {} already exists",
+                    m.source.arn(),
+                    m.function_name
+                ),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

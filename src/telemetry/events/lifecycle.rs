@@ -1,0 +1,173 @@
+//! Lifecycle events: mappings starting, erring and stopping; shards starting, ending and
+//! failing to read; configuration reloads.
+
+use std::time::Duration;
+
+use super::{counted, Event};
+
+/// A mapping started polling.
+pub(crate) struct MappingStarted<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) source: &'a str,
+    pub(crate) function: &'a str,
+}
+
+impl MappingStarted<'_> {
+    pub(crate) fn emit(&self) {
+        counted(Event::MappingStarted, Some(self.uuid));
+        tracing::info!(
+            mapping = self.uuid,
+            source = self.source,
+            function = self.function,
+            "mapping polling"
+        );
+    }
+}
+
+/// A mapping cannot work as configured; it keeps retrying every `retry_in`.
+pub(crate) struct MappingErrored<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) error: &'a str,
+    pub(crate) retry_in: Duration,
+}
+
+impl MappingErrored<'_> {
+    pub(crate) fn emit(&self) {
+        counted(Event::MappingErrored, Some(self.uuid));
+        tracing::warn!(
+            mapping = self.uuid,
+            error = self.error,
+            retry_in_ms = self.retry_in.as_millis() as u64,
+            "mapping in error state"
+        );
+    }
+}
+
+/// A shard worker started, with where it starts.
+pub(crate) struct ShardStarted<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) shard_id: &'a str,
+    pub(crate) position: &'a str,
+}
+
+impl ShardStarted<'_> {
+    pub(crate) fn emit(&self) {
+        counted(Event::ShardStarted, Some(self.uuid));
+        tracing::info!(
+            mapping = self.uuid,
+            shard = self.shard_id,
+            position = self.position,
+            "shard reader started"
+        );
+    }
+}
+
+/// A shard was read to its end and checkpointed; its children may start.
+pub(crate) struct ShardEnded<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) shard_id: &'a str,
+    pub(crate) how: &'a str,
+}
+
+impl ShardEnded<'_> {
+    pub(crate) fn emit(&self) {
+        counted(Event::ShardEnded, Some(self.uuid));
+        tracing::info!(
+            mapping = self.uuid,
+            shard = self.shard_id,
+            how = self.how,
+            "shard finished"
+        );
+    }
+}
+
+/// A shard read failed.
+pub(crate) struct ShardReadFailed<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) shard_id: &'a str,
+    pub(crate) error: &'a str,
+    pub(crate) action: &'a str,
+}
+
+impl ShardReadFailed<'_> {
+    pub(crate) fn emit(&self) {
+        counted(Event::ShardReadFailed, Some(self.uuid));
+        tracing::warn!(
+            mapping = self.uuid,
+            shard = self.shard_id,
+            error = self.error,
+            action = self.action,
+            "shard read failed"
+        );
+    }
+}
+
+/// SIGHUP: a new configuration was loaded and applied to the running mappings.
+pub(crate) struct ConfigReloaded<'a> {
+    pub(crate) added: &'a [String],
+    pub(crate) removed: &'a [String],
+    pub(crate) changed: &'a [String],
+    pub(crate) unchanged: usize,
+}
+
+impl ConfigReloaded<'_> {
+    pub(crate) fn emit(&self) {
+        counted(Event::ConfigReloaded, None);
+        tracing::info!(
+            added = ?self.added,
+            removed = ?self.removed,
+            changed = ?self.changed,
+            unchanged = self.unchanged,
+            "config reloaded"
+        );
+    }
+}
+
+/// SIGHUP: the new configuration failed to load or validate; nothing changed.
+pub(crate) struct ConfigReloadRejected<'a> {
+    pub(crate) error: &'a str,
+}
+
+impl ConfigReloadRejected<'_> {
+    pub(crate) fn emit(&self) {
+        counted(Event::ConfigReloadRejected, None);
+        tracing::error!(
+            error = self.error,
+            "config reload rejected; the running mappings are unchanged"
+        );
+    }
+}
+
+/// SIGHUP: sections that are read only at start-up changed; they apply after a restart.
+pub(crate) struct ConfigNeedsRestart<'a> {
+    pub(crate) sections: &'a [&'static str],
+}
+
+impl ConfigNeedsRestart<'_> {
+    pub(crate) fn emit(&self) {
+        counted(Event::ConfigNeedsRestart, None);
+        tracing::warn!(
+            sections = ?self.sections,
+            "config sections changed that take effect only after a restart"
+        );
+    }
+}
+
+/// A mapping was stopped by a reload (removed or about to restart with new settings).
+pub(crate) struct MappingStopped<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) reason: &'a str,
+    pub(crate) drained: bool,
+}
+
+impl MappingStopped<'_> {
+    pub(crate) fn emit(&self) {
+        counted(Event::MappingStopped, Some(self.uuid));
+        tracing::info!(
+            mapping = self.uuid,
+            reason = self.reason,
+            drained = self.drained,
+            "mapping stopped"
+        );
+    }
+}
