@@ -1,5 +1,7 @@
 //! The command line: `--version`, `validate` and configuration errors at `run`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 
 fn esmd(args: &[&str]) -> (i32, String, String) {

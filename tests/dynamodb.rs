@@ -1,5 +1,7 @@
 //! DynamoDB Streams mappings end to end against moto server.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

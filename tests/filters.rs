@@ -5,6 +5,8 @@
 //! reach the function. SQS also checks that the non-matching message is deleted; the stream
 //! test restarts esmd and checks that filtered records are not replayed.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,5 +1,7 @@
 //! Kinesis mappings end to end: the real esmd binary, moto server, and a test-owned function.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::{BTreeMap, HashMap};

@@ -2,6 +2,8 @@
 //! which, unlike moto, ends a closed shard with a null `NextShardIterator` and `ChildShards`
 //! and routes new records to the children. `scripts/test.sh` installs it under `.ci/node`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::PathBuf;

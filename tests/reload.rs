@@ -1,5 +1,7 @@
 //! Live reload (SIGHUP) end to end: the real esmd binary, moto server, a test-owned function.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::HashSet;

@@ -96,8 +96,6 @@ impl SqliteStore {
         .map_err(storage)?
     }
 
-    /// Every mapping uuid with its bound ARN (for the CLI).
-
     /// A mapping's shards, without a runtime (for the CLI).
     pub(crate) fn shards_blocking(
         &self,

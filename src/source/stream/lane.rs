@@ -12,8 +12,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::api::StreamRecord;
+use super::context::ShardContext;
 use super::progress::Progress;
-use super::shard::ShardContext;
 use crate::batch::{Batch, PushRejected};
 use crate::checkpoint::SequenceNumber;
 

@@ -11,6 +11,7 @@
 //!   closed is marked `skipped` without reading, and its children count as fresh too.
 
 pub(crate) mod api;
+mod context;
 mod give_up;
 mod lane;
 mod lineage;
@@ -36,7 +37,8 @@ use crate::telemetry::{MappingState, ShardState};
 pub(crate) use api::{
     IteratorPosition, ReadBatch, ReadPacing, ShardInfo, StreamApi, StreamError, StreamRecord,
 };
-pub(crate) use shard::{ShardContext, ShardOutcome};
+pub(crate) use context::ShardContext;
+pub(crate) use shard::ShardOutcome;
 
 /// How often shards are re-listed to find new ones.
 pub(crate) const DISCOVERY_INTERVAL: Duration = Duration::from_secs(5);

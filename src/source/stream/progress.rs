@@ -5,7 +5,7 @@
 
 use std::sync::Mutex;
 
-use super::shard::ShardContext;
+use super::context::ShardContext;
 use crate::action::ErrorAction;
 use crate::checkpoint::{CheckpointError, SequenceNumber, ShardLease, Watermark, WindowState};
 

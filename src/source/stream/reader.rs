@@ -8,8 +8,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::api::{IteratorPosition, ReadBatch, ShardInfo, StreamError, StreamRecord};
+use super::context::ShardContext;
 use super::progress::Progress;
-use super::shard::ShardContext;
 use crate::action::ErrorAction;
 use crate::checkpoint::SequenceNumber;
 use crate::retry::{Pace, Pacer, RetryPolicies};

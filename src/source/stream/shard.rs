@@ -4,40 +4,16 @@
 //! [`Progress`]. When the reader stops, the lanes drain; a shard read to its end and fully
 //! settled is marked `ended` (its children may start), any other is released.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::api::{IteratorPosition, ReadPacing, ShardInfo, StreamApi, StreamRecord};
-use super::process::Processor;
+use super::api::{IteratorPosition, ShardInfo, StreamRecord};
+use super::context::ShardContext;
 use super::progress::Progress;
 use super::reader::Reader;
-use crate::batch::BatchLimits;
-use crate::checkpoint::{CheckpointStore, SequenceNumber, ShardLease, ShardStatus, WindowState};
-use crate::filter::FilterSet;
-use crate::source::Shutdown;
-use crate::telemetry::{MappingStatus, ShardState};
-
-/// What every shard of one mapping shares.
-pub(crate) struct ShardContext {
-    pub(crate) uuid: String,
-    pub(crate) api: Arc<dyn StreamApi>,
-    pub(crate) store: Arc<dyn CheckpointStore>,
-    pub(crate) processor: Arc<Processor>,
-    pub(crate) filters: Arc<FilterSet>,
-    pub(crate) filter_view: fn(&str) -> serde_json::Value,
-    pub(crate) limits: BatchLimits,
-    pub(crate) lanes: usize,
-    /// `tumbling_window_in_seconds`: a windowed mapping runs one lane per shard.
-    pub(crate) tumbling_window: Option<std::time::Duration>,
-    pub(crate) pacing: ReadPacing,
-    pub(crate) shutdown: Shutdown,
-    pub(crate) status: Arc<MappingStatus>,
-    /// Ending sequence numbers of closed shards, refreshed by every listing: a shard may be
-    /// closed (split or merged) while it is being read.
-    pub(crate) closed: Arc<Mutex<HashMap<String, SequenceNumber>>>,
-}
+use crate::checkpoint::{SequenceNumber, ShardLease, ShardStatus, WindowState};
+use crate::telemetry::ShardState;
 
 /// How a shard worker ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

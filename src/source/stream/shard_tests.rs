@@ -225,7 +225,6 @@ impl StreamApi for Endless {
                 records,
                 next_iterator: Some("it".into()),
                 millis_behind_latest: None,
-                ..Default::default()
             })
         })
     }

@@ -26,9 +26,9 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 use super::api::StreamRecord;
+use super::context::ShardContext;
 use super::lane::{gather, settled_prefix};
 use super::progress::Progress;
-use super::shard::ShardContext;
 use crate::checkpoint::WindowState;
 
 /// The largest state AWS keeps per shard.

@@ -93,8 +93,11 @@ pub(crate) mod recorder {
 
     use super::Event;
 
+    /// An event and the mapping it was about.
+    type Recorded = (Event, Option<String>);
+
     thread_local! {
-        static RECORDED: RefCell<Option<Vec<(Event, Option<String>)>>> = const { RefCell::new(None) };
+        static RECORDED: RefCell<Option<Vec<Recorded>>> = const { RefCell::new(None) };
     }
 
     pub(super) fn record(event: Event, mapping: Option<&str>) {

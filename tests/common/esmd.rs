@@ -1,0 +1,220 @@
+//! The real `esmd` binary as a child process, with its admin endpoints and log.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// The `esmd` binary running with a config, killed on drop.
+pub struct Esmd {
+    child: Option<Child>,
+    pub admin: String,
+    pub log: PathBuf,
+    pub dir: tempfile::TempDir,
+    config_path: PathBuf,
+    /// The `[http]`, `[state]` and `[daemon]` sections written before each body.
+    header: String,
+    env: Vec<(String, String)>,
+}
+
+impl Esmd {
+    /// Writes `[http]` and `[state]` for a free port and a temp dir, then `body`.
+    pub fn start(moto: &Moto, function: &FunctionServer, body: &str) -> Esmd {
+        Self::start_with_env(moto, function, body, &[])
+    }
+
+    pub fn start_with_env(
+        moto: &Moto,
+        function: &FunctionServer,
+        body: &str,
+        env: &[(&str, &str)],
+    ) -> Esmd {
+        Self::start_at(&moto.endpoint, function, body, env)
+    }
+
+    /// Like `start_with_env`, with any AWS endpoint (moto, kinesis-local).
+    pub fn start_at(
+        endpoint: &str,
+        function: &FunctionServer,
+        body: &str,
+        env: &[(&str, &str)],
+    ) -> Esmd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let header = format!(
+            "[http]\nlisten = \"127.0.0.1:{port}\"\n[state]\npath = \"{}\"\n[daemon]\nshutdown_timeout_seconds = 10\n",
+            dir.path().join("state.db").display()
+        );
+        let config_path = dir.path().join("esmd.toml");
+        std::fs::write(&config_path, format!("{header}{body}")).expect("write config");
+        let log = dir.path().join("esmd.log");
+        let mut all_env: Vec<(String, String)> = vec![
+            ("AWS_ACCESS_KEY_ID".into(), ACCOUNT.into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
+            ("AWS_REGION".into(), REGION.into()),
+            ("AWS_ENDPOINT_URL".into(), endpoint.into()),
+            ("AWS_ENDPOINT_URL_LAMBDA".into(), function.endpoint.clone()),
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+            (
+                "RUST_LOG".into(),
+                std::env::var("ESMD_TEST_LOG").unwrap_or_else(|_| "info,esmd=debug".into()),
+            ),
+        ];
+        all_env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut esmd = Esmd {
+            child: None,
+            admin: format!("http://127.0.0.1:{port}"),
+            log,
+            dir,
+            config_path,
+            header,
+            env: all_env,
+        };
+        esmd.spawn();
+        esmd
+    }
+
+    fn spawn(&mut self) {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_esmd"));
+        cmd.args(["run", "--config"])
+            .arg(&self.config_path)
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("spawn esmd"));
+        self.wait_for(Duration::from_secs(30), "admin endpoint", || {
+            http_get(&format!("{}/healthz", self.admin)).is_ok()
+        });
+    }
+
+    /// Replaces the mappings in the config file (same `[http]`, `[state]`, `[daemon]`); send
+    /// SIGHUP to apply it.
+    pub fn rewrite_config(&self, body: &str) {
+        std::fs::write(&self.config_path, format!("{}{body}", self.header)).expect("write config");
+    }
+
+    /// Starts esmd again with the same config and state (after it exited or was killed).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "esmd is still running");
+        self.spawn();
+    }
+
+    /// Runs `esmd checkpoints --config <this config> <args…>`: (success, stdout, stderr).
+    pub fn checkpoints(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_esmd"))
+            .arg("checkpoints")
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(args)
+            .output()
+            .expect("run esmd checkpoints");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `kill -9`: no drain, no final checkpoint.
+    pub fn kill9(&mut self) {
+        self.signal("KILL");
+        self.wait_exit(Duration::from_secs(10));
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(&format!("{}{}", self.admin, path)).unwrap_or((0, String::new()))
+    }
+
+    pub fn mappings(&self) -> Value {
+        serde_json::from_str(&self.get("/mappings").1).unwrap_or(Value::Null)
+    }
+
+    /// The value of a metric line such as `esmd_deleted_events_total{mapping="…",…}`.
+    pub fn metric(&self, name: &str, mapping: &str) -> u64 {
+        let text = self.get("/metrics").1;
+        text.lines()
+            .filter(|l| {
+                l.starts_with(&format!("{name}{{")) && l.contains(&format!("mapping=\"{mapping}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .next()
+            .unwrap_or(0)
+    }
+
+    /// Polls `cond` until it holds, or panics with esmd's log.
+    pub fn wait_for(&self, timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if cond() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "timed out waiting for {what}\n--- esmd log ---\n{}",
+            self.logs()
+        );
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        self.signal("TERM");
+        self.wait_exit(timeout)
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().expect("running");
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "esmd did not exit in time\n--- esmd log ---\n{}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Esmd {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- esmd log ---\n{}", self.logs());
+        }
+    }
+}
