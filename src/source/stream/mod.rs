@@ -19,6 +19,8 @@ pub(crate) mod process;
 mod progress;
 mod reader;
 pub(crate) mod shard;
+#[cfg(test)]
+pub(crate) mod twin;
 pub(crate) mod window;
 
 use std::collections::{HashMap, HashSet};
