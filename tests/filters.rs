@@ -312,7 +312,7 @@ async fn every_operator_on_kinesis_and_filtered_records_are_not_replayed_after_r
     let calls_before = function.calls().len();
     assert!(esmd.terminate(Duration::from_secs(15)).success());
     esmd.restart();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    esmd.wait_until_idle(Duration::from_secs(20));
     assert_eq!(
         function.calls().len(),
         calls_before,
@@ -488,7 +488,7 @@ async fn every_operator_on_dynamodb_typed_images() {
         }
     }
     let function = FunctionServer::start(|_, _| Reply::ok(""));
-    let _esmd = Esmd::start(&moto, &function, &config);
+    let esmd = Esmd::start(&moto, &function, &config);
     let tag = |r: &Value| {
         Some(format!(
             "{}:{}",
@@ -512,7 +512,8 @@ async fn every_operator_on_dynamodb_typed_images() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    // Give the `numeric`-on-N mapping time to (wrongly) deliver, if it were going to.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The `numeric`-on-N mapping has read every record once the stream is idle: had it
+    // (wrongly) matched one, it would have delivered it by then.
+    esmd.wait_until_idle(Duration::from_secs(20));
     assert_eq!(received(&function, tag), want);
 }

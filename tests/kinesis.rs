@@ -124,7 +124,7 @@ async fn delivers_in_order_with_aws_shape_checkpoints_and_resumes_after_restart(
         delivered(&function).len() >= 30
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    esmd.wait_until_idle(Duration::from_secs(20));
     let expected: Vec<String> = (0..30).map(|i| format!("r{i}")).collect();
     assert_eq!(
         delivered(&function),
@@ -161,7 +161,8 @@ async fn latest_and_at_timestamp_skip_older_records() {
             .iter()
             .all(|m| m["shards"]["shardId-000000000000"]["status"] == "reading")
     });
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Both iterators exist once each shard has answered reads.
+    esmd.wait_until_idle(Duration::from_secs(20));
     put(&client, "latest", "k", "new-latest").await;
     eventually(
         Duration::from_secs(20),
@@ -170,7 +171,7 @@ async fn latest_and_at_timestamp_skip_older_records() {
         || async { delivered(&function).len() >= 2 },
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    esmd.wait_until_idle(Duration::from_secs(20));
     let mut got = delivered(&function);
     got.sort();
     assert_eq!(got, ["new-latest", "new-stamp"]);
@@ -464,7 +465,7 @@ async fn kill_9_loses_nothing_and_redelivers_only_in_flight_batches() {
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    esmd.wait_until_idle(Duration::from_secs(20));
     let all = delivered(&function);
     let mut counts: HashMap<String, usize> = HashMap::new();
     for d in &all {
@@ -788,7 +789,7 @@ async fn checkpoints_cli_lists_moves_and_resets_and_is_refused_while_running() {
     ]);
     assert!(ok, "{err}");
     esmd.restart();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    esmd.wait_until_idle(Duration::from_secs(20));
     assert_eq!(
         delivered(&function).len(),
         8,

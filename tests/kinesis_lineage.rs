@@ -194,7 +194,7 @@ async fn split_and_merge_read_parents_to_the_end_before_children() {
         || async { delivered(&function).len() >= 18 },
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    esmd.wait_until_idle(Duration::from_secs(20));
 
     let all = delivered(&function);
     assert_eq!(all.len(), 18, "each record once: {all:?}");

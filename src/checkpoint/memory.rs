@@ -16,6 +16,8 @@ use super::{
 pub(crate) struct MemoryStore {
     state: Mutex<State>,
     owner: String,
+    /// Fails every checkpoint and window write with a storage error (a full disk).
+    failing: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -30,6 +32,20 @@ impl MemoryStore {
         MemoryStore {
             state: Mutex::default(),
             owner: owner.to_string(),
+            failing: Default::default(),
+        }
+    }
+
+    /// From now on, checkpoint and window writes fail as a full disk would make them.
+    pub(crate) fn fail_writes(&self) {
+        self.failing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn writable(&self) -> Result<(), CheckpointError> {
+        match self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            true => Err(CheckpointError::Storage("disk I/O error (injected)".into())),
+            false => Ok(()),
         }
     }
 
@@ -161,7 +177,10 @@ impl CheckpointStore for MemoryStore {
         lease: &'a ShardLease,
         sequence_number: &'a SequenceNumber,
     ) -> BoxFuture<'a, Result<(), CheckpointError>> {
-        Box::pin(async move { self.with(|state| advance(leased(state, lease)?, sequence_number)) })
+        Box::pin(async move {
+            self.writable()?;
+            self.with(|state| advance(leased(state, lease)?, sequence_number))
+        })
     }
 
     fn save_window<'a>(
@@ -171,6 +190,7 @@ impl CheckpointStore for MemoryStore {
         window: Option<&'a WindowState>,
     ) -> BoxFuture<'a, Result<(), CheckpointError>> {
         Box::pin(async move {
+            self.writable()?;
             self.with(|state| {
                 let row = leased(state, lease)?;
                 // Both or neither: check before changing anything.

@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::aws::AwsContext;
 use crate::checkpoint::{CheckpointError, CheckpointStore, SqliteStore, StoreLock};
-use crate::config::{Config, ConfigError, EventSource, MappingConfig, SourceKind};
+use crate::config::{Config, ConfigError, EventSource, MappingConfig, SourceKind, StateConfig};
 use crate::failure::destination::{DestinationSender, SdkDestinations};
 use crate::invoke::lambda::LambdaInvoker;
 use crate::invoke::Invoker;
@@ -57,12 +57,28 @@ pub(crate) enum DaemonError {
 pub(crate) type StreamApiFactory =
     Arc<dyn Fn(&MappingConfig) -> Option<Arc<dyn StreamApi>> + Send + Sync>;
 
+/// An open checkpoint store, with the lock that keeps `esmd checkpoints` off it while the
+/// daemon runs (none for a store that needs none).
+pub(crate) type OpenedStore = (Arc<dyn CheckpointStore>, Option<StoreLock>);
+
+/// Opens the checkpoint store `[state]` names.
+pub(crate) type StoreOpener =
+    Arc<dyn Fn(&StateConfig) -> Result<OpenedStore, CheckpointError> + Send + Sync>;
+
 /// The clients every mapping shares, built from one AWS configuration load.
 pub(crate) struct Clients {
     pub(crate) sqs: Arc<dyn SqsApi>,
     pub(crate) invoker: Arc<dyn Invoker>,
     pub(crate) streams: StreamApiFactory,
     pub(crate) destinations: Arc<dyn DestinationSender>,
+    pub(crate) open_store: StoreOpener,
+}
+
+/// The embedded store: the SQLite file at `[state].path`, locked for the daemon's life.
+fn open_sqlite(state: &StateConfig) -> Result<OpenedStore, CheckpointError> {
+    let lock = StoreLock::acquire(&state.path)?;
+    let store = SqliteStore::open(&state.path)?;
+    Ok((Arc::new(store), Some(lock)))
 }
 
 /// The role ARN put in Kinesis records' `invokeIdentityArn`: esmd has no execution role, so
@@ -106,6 +122,7 @@ impl Clients {
                 sns: aws.sns(),
                 s3: aws.s3(),
             }),
+            open_store: Arc::new(open_sqlite),
         }
     }
 }
@@ -233,11 +250,10 @@ impl Supervisor {
             path: path.display().to_string(),
             source,
         };
-        let lock = StoreLock::acquire(&path).map_err(state_error)?;
-        let store = SqliteStore::open(&path).map_err(state_error)?;
+        let (store, lock) = (self.clients.open_store)(&self.config.state).map_err(state_error)?;
         tracing::info!(path = %path.display(), "checkpoint store open");
-        self.store_lock = Some(lock);
-        self.store = Some(Arc::new(store));
+        self.store_lock = lock;
+        self.store = Some(store);
         Ok(())
     }
 
@@ -381,3 +397,6 @@ fn start_mapping(
     })?;
     Ok(tracker.spawn(task))
 }
+
+#[cfg(test)]
+mod tests;

@@ -57,6 +57,8 @@ pub(crate) struct ShardView {
     pub(crate) status: ShardState,
     pub(crate) checkpoint: Option<String>,
     pub(crate) iterator_age_ms: i64,
+    /// GetRecords calls answered since the shard's worker started.
+    pub(crate) reads: u64,
     pub(crate) outstanding_records: usize,
 }
 

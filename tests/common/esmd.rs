@@ -142,6 +142,54 @@ impl Esmd {
         http_get(&format!("{}{}", self.admin, path)).unwrap_or((0, String::new()))
     }
 
+    /// Waits until esmd is idle: every shard still being read has answered two more reads
+    /// than when this was called, holds no record read but not settled, and no batch is in
+    /// flight. A test that must show something did *not* happen waits for this instead of
+    /// sleeping: a record still to come would have been read by then.
+    pub fn wait_until_idle(&self, timeout: Duration) {
+        // (mapping/shard, reads answered, still being read) for every shard listed.
+        let shards = |m: &Value| -> Vec<(String, u64, bool)> {
+            let mut out = Vec::new();
+            for mapping in m["mappings"].as_array().into_iter().flatten() {
+                for (shard, view) in mapping["shards"].as_object().into_iter().flatten() {
+                    let id = format!("{}/{shard}", mapping["uuid"]);
+                    let reads = view["reads"].as_u64().unwrap_or(0);
+                    out.push((id, reads, view["status"] == "reading"));
+                }
+            }
+            out
+        };
+        let listed = |m: &Value| {
+            m["mappings"].as_array().into_iter().flatten().all(|m| {
+                m["source"] == "sqs" || m["shards"].as_object().is_some_and(|s| !s.is_empty())
+            })
+        };
+        self.wait_for(timeout, "every stream mapping's shards", || {
+            listed(&self.mappings())
+        });
+        let before = shards(&self.mappings());
+        self.wait_for(timeout, "esmd idle", || {
+            let now = self.mappings();
+            let current = shards(&now);
+            // Every shard still being read answered two more reads (an ended one is done).
+            let read_twice = before.iter().all(|(id, n, _)| {
+                current
+                    .iter()
+                    .any(|(id2, m, reading)| id2 == id && (!reading || *m >= n + 2))
+            });
+            let mappings = now["mappings"].as_array().cloned().unwrap_or_default();
+            let settled = mappings.iter().all(|m| {
+                m["metrics"]["in_flight_batches"] == 0
+                    && m["shards"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .all(|(_, v)| v["outstanding_records"] == 0 || v["status"] != "reading")
+            });
+            read_twice && settled && !mappings.is_empty()
+        });
+    }
+
     pub fn mappings(&self) -> Value {
         serde_json::from_str(&self.get("/mappings").1).unwrap_or(Value::Null)
     }

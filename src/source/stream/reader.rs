@@ -194,8 +194,10 @@ impl<'a> Reader<'a> {
             (None, Some(r)) => (chrono::Utc::now() - r.arrival).num_milliseconds().max(0),
             (None, None) => 0,
         };
-        ctx.status
-            .update_shard(self.shard_id(), |v| v.iterator_age_ms = age);
+        ctx.status.update_shard(self.shard_id(), |v| {
+            v.iterator_age_ms = age;
+            v.reads += 1;
+        });
         if batch.records.is_empty() {
             self.empty_reads += 1;
         } else {
