@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{CheckpointError, RestartAt, SqliteStore, StoreLock};
+use super::{CheckpointError, RestartAt, ShardCheckpoint, SqliteStore, StoreLock};
 use crate::config::{Config, MappingConfig, SourceKind};
 
 /// An opened store, with its lock held for as long as this lives.
@@ -32,24 +32,67 @@ impl AdminStore {
         })
     }
 
+    /// Every stream mapping of the config with its stored shards.
+    fn rows<'c>(
+        &self,
+        config: &'c Config,
+    ) -> Result<Vec<(&'c MappingConfig, Vec<ShardCheckpoint>)>, AdminError> {
+        config
+            .mappings
+            .iter()
+            .filter(|m| m.kind() != SourceKind::Sqs)
+            .map(|m| Ok((m, self.store.shards_blocking(&m.uuid)?)))
+            .collect()
+    }
+
+    /// `checkpoints list --json`: `{"mappings": [{uuid, event_source_arn, function_name,
+    /// shards: [{shard_id, status, sequence_number, updated_at, age_seconds, restart_at,
+    /// window}]}]}`. Sequence numbers are strings (they pass 2^64).
+    pub(crate) fn list_json(&self, config: &Config) -> Result<serde_json::Value, AdminError> {
+        let now = chrono::Utc::now();
+        let mappings: Vec<serde_json::Value> = self
+            .rows(config)?
+            .into_iter()
+            .map(|(m, shards)| {
+                let shards: Vec<serde_json::Value> = shards
+                    .iter()
+                    .map(|s| {
+                        serde_json::json!({
+                            "shard_id": s.shard_id,
+                            "status": s.status.as_str(),
+                            "sequence_number": s.sequence_number.as_ref().map(|n| n.to_string()),
+                            "updated_at": s.updated_at,
+                            "age_seconds": age(now, &s.updated_at).map(|a| a.num_seconds().max(0)),
+                            "restart_at": s.restart_at.as_ref().map(RestartAt::to_text),
+                            "window": s.window.as_ref().map(|w| serde_json::json!({
+                                "start": w.start.to_rfc3339(),
+                                "end": w.end.to_rfc3339(),
+                            })),
+                        })
+                    })
+                    .collect();
+                serde_json::json!({
+                    "uuid": m.uuid,
+                    "event_source_arn": m.source.arn(),
+                    "function_name": m.function_name,
+                    "shards": shards,
+                })
+            })
+            .collect();
+        Ok(serde_json::json!({ "mappings": mappings }))
+    }
+
     /// Every stream mapping of the config with its shards: status, checkpoint and age.
     pub(crate) fn list(&self, config: &Config) -> Result<String, AdminError> {
         let mut out = String::new();
         let now = chrono::Utc::now();
-        for m in config
-            .mappings
-            .iter()
-            .filter(|m| m.kind() != SourceKind::Sqs)
-        {
+        for (m, shards) in self.rows(config)? {
             let _ = writeln!(out, "{}  {} -> {}", m.uuid, m.source.arn(), m.function_name);
-            let shards = self.store.shards_blocking(&m.uuid)?;
             if shards.is_empty() {
                 let _ = writeln!(out, "  (no checkpoints yet)");
             }
             for s in shards {
-                let age = chrono::DateTime::parse_from_rfc3339(&s.updated_at)
-                    .map(|t| format_age(now - t.with_timezone(&chrono::Utc)))
-                    .unwrap_or_else(|_| "?".into());
+                let age = age(now, &s.updated_at).map_or_else(|| "?".into(), format_age);
                 let _ = write!(
                     out,
                     "  {:<24} {:<8} {:<58} updated {age} ago",
@@ -86,25 +129,40 @@ impl AdminStore {
         mapping: &str,
         shard_id: &str,
         position: &RestartAt,
+        json: bool,
     ) -> Result<String, AdminError> {
         let m = find(config, mapping)?;
         self.store
             .set_position_blocking(&m.uuid, shard_id, position)?;
-        Ok(format!(
-            "{} {shard_id}: the next run reads from {}\n",
-            m.uuid,
-            position.to_text()
-        ))
+        Ok(match json {
+            true => format!(
+                "{}\n",
+                serde_json::json!({"uuid": m.uuid, "shard_id": shard_id, "next_read": position.to_text()})
+            ),
+            false => format!(
+                "{} {shard_id}: the next run reads from {}\n",
+                m.uuid,
+                position.to_text()
+            ),
+        })
     }
 
     /// Forgets everything stored for a mapping; the next run starts at `starting_position`.
-    pub(crate) fn reset(&self, config: &Config, mapping: &str) -> Result<String, AdminError> {
+    pub(crate) fn reset(
+        &self,
+        config: &Config,
+        mapping: &str,
+        json: bool,
+    ) -> Result<String, AdminError> {
         let m = find(config, mapping)?;
         let n = self.store.reset_blocking(&m.uuid)?;
-        Ok(format!(
-            "{}: cleared {n} shard checkpoint(s); the next run starts at its starting_position\n",
-            m.uuid
-        ))
+        Ok(match json {
+            true => format!("{}\n", serde_json::json!({"uuid": m.uuid, "cleared_shards": n})),
+            false => format!(
+                "{}: cleared {n} shard checkpoint(s); the next run starts at its starting_position\n",
+                m.uuid
+            ),
+        })
     }
 }
 
@@ -119,6 +177,13 @@ fn find<'a>(config: &'a Config, key: &str) -> Result<&'a MappingConfig, AdminErr
         (Some(_), Some(_)) => Err(AdminError::Ambiguous(key.into())),
         (None, _) => Err(AdminError::UnknownMapping(key.into())),
     }
+}
+
+/// How long ago an RFC 3339 time was.
+fn age(now: chrono::DateTime<chrono::Utc>, at: &str) -> Option<chrono::Duration> {
+    chrono::DateTime::parse_from_rfc3339(at)
+        .ok()
+        .map(|t| now - t.with_timezone(&chrono::Utc))
 }
 
 fn format_age(age: chrono::Duration) -> String {

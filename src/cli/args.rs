@@ -11,6 +11,12 @@ use clap::{Parser, Subcommand};
     about = "Run AWS Lambda event source mappings anywhere"
 )]
 pub(crate) struct Cli {
+    /// The TOML configuration file (before or after the subcommand).
+    #[arg(long, short, global = true)]
+    pub(crate) config: Option<PathBuf>,
+    /// Print one JSON document on stdout instead of text (validate, checkpoints, status).
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
     /// Log as JSON lines instead of human-readable text (levels come from RUST_LOG).
     #[arg(long, global = true)]
     pub(crate) log_json: bool,
@@ -21,23 +27,22 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run the mappings until SIGTERM or SIGINT, then drain and exit 0.
-    Run {
-        /// The TOML configuration file.
-        #[arg(long, short)]
-        config: PathBuf,
-    },
-    /// Check a configuration file; list every problem and exit non-zero if there are any.
-    Validate {
-        #[arg(long, short)]
-        config: PathBuf,
-    },
+    Run,
+    /// Check a configuration file; list every problem and exit 2 if there are any.
+    Validate,
     /// Inspect or move stream checkpoints in the configured store (refused while a daemon
     /// uses the store).
     Checkpoints {
-        #[arg(long, short)]
-        config: PathBuf,
         #[command(subcommand)]
         action: CheckpointsAction,
+    },
+    /// One screen on a running daemon: each mapping's state, records and errors, and each
+    /// shard's owner, checkpoint age and iterator age. Exits 1 when a mapping is in `Error`,
+    /// 3 when the daemon cannot be reached.
+    Status {
+        /// The daemon's admin address (default: `[http].listen` from --config).
+        #[arg(long)]
+        admin: Option<String>,
     },
 }
 

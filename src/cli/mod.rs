@@ -1,9 +1,12 @@
-//! The command line: `esmd run`, `esmd validate`, `esmd checkpoints`, `esmd --version`.
+//! The command line: `esmd run`, `validate`, `checkpoints`, `status`, `--version`. `--config`,
+//! `--json` and `--log-json` go before or after the subcommand.
 //! [`main`] parses it, sets up logging, runs the command and maps the result to an exit
 //! code; the binary's `main.rs` only calls it. `anyhow` is used here and nowhere below.
 
 mod args;
+mod status;
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -11,29 +14,25 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::admin::AdminStore;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, ConfigProblem};
 use args::{CheckpointsAction, Cli, Command};
 
 /// The whole program: parse the command line, run it, and return the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::telemetry::init_logging(cli.log_json);
-    match cli.command {
-        Command::Validate { config } => match Config::load(&config) {
-            Ok(cfg) => {
-                println!(
-                    "{}: valid ({} mapping(s))",
-                    config.display(),
-                    cfg.mappings.len()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(err) => {
-                eprintln!("{}: {err}", config.display());
+    let Some(config) = cli.config.as_deref() else {
+        return match cli.command {
+            Command::Status { admin: Some(url) } => status::run(&url, cli.json),
+            _ => {
+                eprintln!("esmd: --config <FILE> is required (before or after the subcommand)");
                 ExitCode::from(2)
             }
-        },
-        Command::Checkpoints { config, action } => match checkpoints(&config, &action) {
+        };
+    };
+    match cli.command {
+        Command::Validate => validate(config, cli.json),
+        Command::Checkpoints { action } => match checkpoints(config, &action, cli.json) {
             Ok(text) => {
                 print!("{text}");
                 ExitCode::SUCCESS
@@ -43,7 +42,14 @@ pub fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Run { config } => match run(&config) {
+        Command::Status { admin } => match admin.map_or_else(|| admin_url(config), Ok) {
+            Ok(url) => status::run(&url, cli.json),
+            Err(err) => {
+                eprintln!("esmd status: {err:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Run => match run(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 match err.downcast_ref::<ConfigError>() {
@@ -56,10 +62,61 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn checkpoints(path: &std::path::Path, action: &CheckpointsAction) -> anyhow::Result<String> {
+/// `esmd validate`: every problem, by mapping and field; exit 2 when there are any.
+fn validate(path: &Path, json: bool) -> ExitCode {
+    let loaded = Config::load(path);
+    if json {
+        let (valid, mappings, problems) = match &loaded {
+            Ok(cfg) => (true, cfg.mappings.len(), Vec::new()),
+            Err(ConfigError::Invalid(problems)) => (false, 0, problems.clone()),
+            Err(e @ ConfigError::Read { .. }) => (
+                false,
+                0,
+                vec![ConfigProblem {
+                    mapping: None,
+                    field: "(file)".into(),
+                    message: e.to_string(),
+                }],
+            ),
+        };
+        let problems: Vec<serde_json::Value> = problems
+            .iter()
+            .map(|p| serde_json::json!({"mapping": p.mapping, "field": p.field, "message": p.message}))
+            .collect();
+        let doc = serde_json::json!({
+            "config": path.display().to_string(),
+            "valid": valid,
+            "mappings": mappings,
+            "problems": problems,
+        });
+        println!("{doc}");
+        return if valid {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        };
+    }
+    match loaded {
+        Ok(cfg) => {
+            println!(
+                "{}: valid ({} mapping(s))",
+                path.display(),
+                cfg.mappings.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("{}: {err}", path.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn checkpoints(path: &Path, action: &CheckpointsAction, json: bool) -> anyhow::Result<String> {
     let config = Config::load(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let store = AdminStore::open(&config)?;
     Ok(match action {
+        CheckpointsAction::List if json => format!("{}\n", store.list_json(&config)?),
         CheckpointsAction::List => store.list(&config)?,
         CheckpointsAction::Set {
             mapping,
@@ -67,13 +124,25 @@ fn checkpoints(path: &std::path::Path, action: &CheckpointsAction) -> anyhow::Re
             position,
         } => {
             let position = position.to_restart_at().map_err(anyhow::Error::msg)?;
-            store.set(&config, mapping, shard, &position)?
+            store.set(&config, mapping, shard, &position, json)?
         }
-        CheckpointsAction::Reset { mapping } => store.reset(&config, mapping)?,
+        CheckpointsAction::Reset { mapping } => store.reset(&config, mapping, json)?,
     })
 }
 
-fn run(path: &std::path::Path) -> anyhow::Result<()> {
+/// The admin address of the daemon that runs `path`'s config.
+fn admin_url(path: &Path) -> anyhow::Result<String> {
+    let config = Config::load(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    match config.http.listen {
+        Some(addr) => Ok(format!("http://{addr}")),
+        None => anyhow::bail!(
+            "{}: [http].listen is \"\" (the admin endpoints are off); give --admin URL",
+            path.display()
+        ),
+    }
+}
+
+fn run(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

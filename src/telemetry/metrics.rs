@@ -28,6 +28,10 @@ pub(crate) struct MappingMetrics {
     pub(crate) on_failure_delivered: AtomicU64,
     /// Invocations made.
     pub(crate) invocations: AtomicU64,
+    /// Invocations the function side throttled (HTTP 429); retried, not counted as failures.
+    pub(crate) throttled: AtomicU64,
+    /// SQS: pollers running now (the scaler's count).
+    pub(crate) sqs_pollers: AtomicI64,
     /// Batches currently being invoked.
     pub(crate) in_flight_batches: AtomicI64,
     /// IteratorAge (streams): how far behind the tip the slowest shard is, in milliseconds.
@@ -109,6 +113,8 @@ impl Default for MappingMetrics {
             released: Default::default(),
             on_failure_delivered: Default::default(),
             invocations: Default::default(),
+            throttled: Default::default(),
+            sqs_pollers: Default::default(),
             in_flight_batches: Default::default(),
             iterator_age_ms: Default::default(),
             sqs_backlog: AtomicI64::new(-1),
@@ -129,7 +135,7 @@ impl MappingMetrics {
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    fn counters(&self) -> [(&'static str, &'static str, &AtomicU64); 10] {
+    fn counters(&self) -> [(&'static str, &'static str, &AtomicU64); 11] {
         [
             ("esmd_polled_events_total", "Records read from the event source (AWS PolledEventCount).", &self.polled),
             ("esmd_filtered_out_events_total", "Records that matched no filter (AWS FilteredOutEventCount).", &self.filtered_out),
@@ -141,6 +147,7 @@ impl MappingMetrics {
             ("esmd_released_events_total", "SQS messages made visible again unprocessed (shutdown).", &self.released),
             ("esmd_on_failure_destination_delivered_events_total", "Records reported to the on-failure destination (AWS OnFailureDestinationDeliveredEventCount).", &self.on_failure_delivered),
             ("esmd_invocations_total", "Function invocations made.", &self.invocations),
+            ("esmd_throttled_invocations_total", "Invocations the function side throttled (HTTP 429); retried, not failures.", &self.throttled),
         ]
     }
 
@@ -247,6 +254,16 @@ fn gauges(out: &mut String, mappings: &[std::sync::Arc<MappingStatus>]) {
     for m in mappings.iter().filter(|m| m.source_kind != "sqs") {
         let value = m.metrics.iterator_age_ms.load(Ordering::Relaxed);
         sample(out, "esmd_iterator_age_milliseconds", m, value);
+    }
+    family(
+        out,
+        "esmd_sqs_pollers",
+        "Pollers an SQS mapping runs now (between 1 and its maximum concurrency).",
+        "gauge",
+    );
+    for m in mappings.iter().filter(|m| m.source_kind == "sqs") {
+        let value = m.metrics.sqs_pollers.load(Ordering::Relaxed);
+        sample(out, "esmd_sqs_pollers", m, value);
     }
     let sqs_gauges = [
         (

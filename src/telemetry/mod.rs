@@ -59,6 +59,10 @@ pub(crate) struct ShardView {
     pub(crate) iterator_age_ms: i64,
     /// GetRecords calls answered since the shard's worker started.
     pub(crate) reads: u64,
+    /// Who holds the shard's lease (this instance, with the embedded store).
+    pub(crate) owner: Option<String>,
+    /// When the checkpoint was last written (RFC 3339).
+    pub(crate) checkpointed_at: Option<String>,
     pub(crate) outstanding_records: usize,
 }
 

@@ -124,6 +124,25 @@ impl Esmd {
         )
     }
 
+    /// Runs `esmd <args…>` where `{config}` in `args` stands for this esmd's config file:
+    /// (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let config = self.config_path.display().to_string();
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.replace("{config}", &config))
+            .collect();
+        let out = Command::new(env!("CARGO_BIN_EXE_esmd"))
+            .args(&args)
+            .output()
+            .expect("run esmd");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// `kill -9`: no drain, no final checkpoint.
     pub fn kill9(&mut self) {
         self.signal("KILL");

@@ -69,7 +69,13 @@ impl SqsSource {
             if self.status.state() == MappingState::Error {
                 self.status.set_polling();
             }
-            if lock(&queue.scaler).observe(requested, messages.len()) {
+            let (grew, pollers) = {
+                let mut scaler = lock(&queue.scaler);
+                (scaler.observe(requested, messages.len()), scaler.current())
+            };
+            let gauge = &self.status.metrics.sqs_pollers;
+            gauge.store(pollers as i64, std::sync::atomic::Ordering::Relaxed);
+            if grew {
                 queue.scaled.notify_waiters();
             }
             if messages.is_empty() {

@@ -205,6 +205,7 @@ impl SqsSource {
         BatchInvoked {
             uuid: &self.mapping.uuid,
             metrics: &self.status.metrics,
+            throttled: matches!(outcome, InvokeOutcome::Throttled { .. }),
             records,
             payload_bytes: payload.len(),
             elapsed: started.elapsed(),

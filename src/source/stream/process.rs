@@ -142,6 +142,7 @@ impl Processor {
         BatchInvoked {
             uuid: &self.mapping.uuid,
             metrics: &self.status.metrics,
+            throttled: matches!(outcome, InvokeOutcome::Throttled { .. }),
             records,
             payload_bytes: payload.len(),
             elapsed: started.elapsed(),

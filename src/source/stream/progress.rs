@@ -80,7 +80,11 @@ impl Progress {
         };
         if let Some(written) = written {
             match written {
-                Ok(()) => {}
+                Ok(()) => {
+                    let at = chrono::Utc::now().to_rfc3339();
+                    ctx.status
+                        .update_shard(shard_id, |v| v.checkpointed_at = Some(at));
+                }
                 Err(e @ CheckpointError::Backwards { .. }) => {
                     tracing::error!(mapping = %ctx.uuid, shard = shard_id, error = %e, "refused a backwards checkpoint");
                 }

@@ -39,6 +39,7 @@ pub(crate) async fn run_shard(
     let progress = Arc::new(Progress::new(lease, checkpoint.clone()));
     ctx.status.update_shard(&shard_id, |v| {
         v.status = ShardState::Reading;
+        v.owner = Some(progress.lease.owner.clone());
         v.checkpoint = checkpoint.as_ref().map(|s| s.to_string());
     });
 

@@ -11,6 +11,8 @@ use crate::telemetry::MappingMetrics;
 pub(crate) struct BatchInvoked<'a> {
     pub(crate) uuid: &'a str,
     pub(crate) metrics: &'a MappingMetrics,
+    /// The function side answered 429.
+    pub(crate) throttled: bool,
     pub(crate) records: usize,
     pub(crate) payload_bytes: usize,
     pub(crate) elapsed: Duration,
@@ -23,6 +25,9 @@ impl BatchInvoked<'_> {
         MappingMetrics::add(&self.metrics.invocations, 1);
         MappingMetrics::add(&self.metrics.invoked, self.records);
         self.metrics.invocation_duration.observe(self.elapsed);
+        if self.throttled {
+            MappingMetrics::add(&self.metrics.throttled, 1);
+        }
         tracing::debug!(
             mapping = self.uuid,
             records = self.records,
