@@ -127,6 +127,15 @@ impl AwsContext {
         aws_sdk_kinesis::Client::from_conf(b.build())
     }
 
+    /// The lease table's client.
+    pub(crate) fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        let mut b = aws_sdk_dynamodb::config::Builder::from(&self.sdk);
+        if let Some(url) = self.endpoint(Service::DynamoDb) {
+            b = b.endpoint_url(url);
+        }
+        aws_sdk_dynamodb::Client::from_conf(b.build())
+    }
+
     pub(crate) fn dynamodb_streams(&self) -> aws_sdk_dynamodbstreams::Client {
         let mut b = aws_sdk_dynamodbstreams::config::Builder::from(&self.sdk);
         if let Some(url) = self

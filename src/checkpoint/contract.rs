@@ -1,5 +1,7 @@
-//! The contract every [`CheckpointStore`] passes: the in-memory twin and the SQLite store
-//! today, the DynamoDB lease table next. Each check takes a fresh, empty store.
+//! The contract every [`CheckpointStore`] passes: the in-memory twin, the SQLite store and the
+//! DynamoDB lease table (on moto server). Each check takes a fresh, empty store. Stores that
+//! several instances share also pass [`shared_contract`]: leases held, expired, taken, handed
+//! off, raced for, and fenced writes.
 
 use std::sync::Arc;
 
@@ -23,7 +25,7 @@ fn window(state: serde_json::Value) -> WindowState {
 }
 
 /// Runs every check against stores made by `fresh`.
-async fn contract(fresh: impl Fn() -> Store) {
+async fn contract(mut fresh: impl FnMut() -> Store) {
     a_new_shard_starts_reading_without_a_checkpoint(fresh()).await;
     checkpoints_move_forward_numerically_and_never_back(fresh()).await;
     a_stale_lease_cannot_write(fresh()).await;
@@ -153,4 +155,223 @@ async fn the_sqlite_store_keeps_the_contract_on_disk() {
         Arc::new(SqliteStore::open(&dir.path().join(format!("{i}.db"))).unwrap()) as Store
     })
     .await;
+}
+
+/// The checks for a store that several instances share, given two instances (`a`, `b`, with
+/// different owners) on one empty table whose leases last `lease`.
+async fn shared_contract(a: Store, b: Store, lease: std::time::Duration) {
+    // A held lease is not taken.
+    let (held, _) = a.acquire("m", "s").await.unwrap().unwrap();
+    a.checkpoint(&held, &seq("5")).await.unwrap();
+    assert!(
+        b.acquire("m", "s").await.unwrap().is_none(),
+        "a live lease is not taken"
+    );
+    a.renew(&held).await.unwrap();
+
+    // Once it expires, another instance takes it, and the old owner is fenced off.
+    tokio::time::sleep(lease + lease / 2).await;
+    let (taken, cp) = b
+        .acquire("m", "s")
+        .await
+        .unwrap()
+        .expect("an expired lease is taken");
+    assert!(taken.counter > held.counter);
+    assert_eq!(
+        cp.sequence_number,
+        Some(seq("5")),
+        "the checkpoint comes with the lease"
+    );
+    for refused in [
+        a.checkpoint(&held, &seq("7")).await,
+        a.save_window(&held, Some(&seq("7")), None).await,
+        a.renew(&held).await,
+        a.finish(&held, ShardStatus::Ended).await,
+    ] {
+        assert!(
+            matches!(refused, Err(CheckpointError::LeaseLost { .. })),
+            "{refused:?}"
+        );
+    }
+    a.release(&held).await.unwrap();
+    b.renew(&taken)
+        .await
+        .expect("a stale release leaves the new owner alone");
+    b.checkpoint(&taken, &seq("10")).await.unwrap();
+
+    // A handoff: released leases are taken at once, without waiting for expiry, and the
+    // checkpoint never moves backwards across instances.
+    b.release(&taken).await.unwrap();
+    let (back, cp) = a
+        .acquire("m", "s")
+        .await
+        .unwrap()
+        .expect("a released lease is free");
+    assert_eq!(cp.sequence_number, Some(seq("10")));
+    let err = a.checkpoint(&back, &seq("9")).await.unwrap_err();
+    assert!(matches!(err, CheckpointError::Backwards { .. }), "{err}");
+
+    // Two instances racing for a new shard: exactly one wins.
+    let (x, y) = tokio::join!(a.acquire("m", "race"), b.acquire("m", "race"));
+    let winners = [x.unwrap(), y.unwrap()]
+        .iter()
+        .filter(|l| l.is_some())
+        .count();
+    assert_eq!(winners, 1, "one owner per shard");
+
+    // Children start only when every parent's lease records its end, whoever read it.
+    a.finish(&back, ShardStatus::Ended).await.unwrap();
+    let seen_by_b = b.shards("m").await.unwrap();
+    let parent = seen_by_b.iter().find(|s| s.shard_id == "s").unwrap();
+    assert_eq!(parent.status, ShardStatus::Ended);
+}
+
+/// The DynamoDB lease table on a moto server (`MOTO_SERVER`, or `moto_server` on the PATH).
+mod on_moto {
+    use std::net::{TcpListener, TcpStream};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::checkpoint::dynamodb::DynamoStore;
+    use crate::config::LeaseSettings;
+
+    struct Moto {
+        child: Child,
+        endpoint: String,
+    }
+
+    impl Drop for Moto {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn moto() -> Moto {
+        let server = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let child = Command::new(&server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {server} (pip install 'moto[server]'): {e}"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    async fn store(moto: &Moto, table: &str, owner: &str, lease: Duration) -> Store {
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .endpoint_url(&moto.endpoint)
+            .load()
+            .await;
+        let settings = LeaseSettings {
+            table: table.into(),
+            instance_id: Some(owner.into()),
+            lease_duration: lease,
+        };
+        let client = aws_sdk_dynamodb::Client::new(&sdk);
+        Arc::new(DynamoStore::open(client, &settings).await.unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_dynamodb_store_keeps_the_contract() {
+        let moto = moto();
+        let mut stores = Vec::new();
+        for i in 0..6 {
+            stores.push(
+                store(
+                    &moto,
+                    &format!("leases-{i}"),
+                    "host-a",
+                    Duration::from_secs(10),
+                )
+                .await,
+            );
+        }
+        contract(move || stores.pop().unwrap()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_instances_on_one_lease_table_keep_the_shared_contract() {
+        let moto = moto();
+        let lease = Duration::from_secs(1);
+        let a = store(&moto, "shared", "host-a", lease).await;
+        let b = store(&moto, "shared", "host-b", lease).await;
+        shared_contract(a, b, lease).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_megabyte_of_window_state_survives_a_handoff() {
+        let moto = moto();
+        let a = store(&moto, "windows", "host-a", Duration::from_secs(10)).await;
+        let b = store(&moto, "windows", "host-b", Duration::from_secs(10)).await;
+        let (lease, _) = a.acquire("m", "s").await.unwrap().unwrap();
+        let window = window(serde_json::json!({ "keys": "k".repeat(1_000_000) }));
+        a.save_window(&lease, Some(&seq("3")), Some(&window))
+            .await
+            .unwrap();
+        a.release(&lease).await.unwrap();
+        let (_, cp) = b.acquire("m", "s").await.unwrap().unwrap();
+        assert_eq!(cp.window, Some(window));
+        assert_eq!(cp.sequence_number, Some(seq("3")));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_table_with_another_key_schema_is_refused() {
+        let moto = moto();
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .endpoint_url(&moto.endpoint)
+            .load()
+            .await;
+        let client = aws_sdk_dynamodb::Client::new(&sdk);
+        use aws_sdk_dynamodb::types::*;
+        client
+            .create_table()
+            .table_name("other")
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("id")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("id")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .unwrap(),
+            )
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .unwrap();
+        let settings = LeaseSettings {
+            table: "other".into(),
+            instance_id: None,
+            lease_duration: Duration::from_secs(10),
+        };
+        let err = DynamoStore::open(client, &settings).await.unwrap_err();
+        assert!(err.to_string().contains("key schema"), "{err}");
+    }
 }

@@ -17,6 +17,7 @@
 pub(crate) mod admin;
 #[cfg(test)]
 mod contract;
+pub(crate) mod dynamodb;
 #[cfg(test)]
 pub(crate) mod memory;
 pub(crate) mod sequence;
@@ -225,4 +226,15 @@ pub(crate) trait CheckpointStore: Send + Sync {
 
     /// Gives the lease up (shutdown); the checkpoint stays.
     fn release<'a>(&'a self, lease: &'a ShardLease) -> BoxFuture<'a, Result<(), CheckpointError>>;
+
+    /// How often a held lease must be renewed; `None` for a store with one owner, whose
+    /// leases never expire.
+    fn renew_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Extends a held lease; [`CheckpointError::LeaseLost`] when another owner took it.
+    fn renew<'a>(&'a self, _lease: &'a ShardLease) -> BoxFuture<'a, Result<(), CheckpointError>> {
+        Box::pin(async { Ok(()) })
+    }
 }

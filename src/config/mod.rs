@@ -34,8 +34,25 @@ pub(crate) struct Config {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum StateBackend {
+    /// One SQLite file (`path`), one instance.
     Sqlite,
+    /// A DynamoDB lease table shared by every instance (docs/leases.md).
+    DynamoDb(LeaseSettings),
 }
+
+/// `[state] backend = "dynamodb"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LeaseSettings {
+    /// The lease table; created on first start (on-demand billing) if missing.
+    pub(crate) table: String,
+    /// This instance's name in the table; `None`: hostname, pid and a random suffix.
+    pub(crate) instance_id: Option<String>,
+    /// How long a lease lasts without renewal (renewed every third of it).
+    pub(crate) lease_duration: Duration,
+}
+
+/// The default `lease_duration_seconds`, as the Kinesis Client Library's failover time.
+pub(crate) const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct StateConfig {

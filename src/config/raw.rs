@@ -20,6 +20,9 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawState {
     pub(crate) backend: Option<String>,
     pub(crate) path: Option<String>,
+    pub(crate) table: Option<String>,
+    pub(crate) instance_id: Option<String>,
+    pub(crate) lease_duration_seconds: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -21,8 +21,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::aws::AwsContext;
+use crate::checkpoint::dynamodb::DynamoStore;
 use crate::checkpoint::{CheckpointError, CheckpointStore, SqliteStore, StoreLock};
-use crate::config::{Config, ConfigError, EventSource, MappingConfig, SourceKind, StateConfig};
+use crate::config::{
+    Config, ConfigError, EventSource, MappingConfig, SourceKind, StateBackend, StateConfig,
+};
 use crate::failure::destination::{DestinationSender, SdkDestinations};
 use crate::invoke::lambda::LambdaInvoker;
 use crate::invoke::Invoker;
@@ -62,8 +65,11 @@ pub(crate) type StreamApiFactory =
 pub(crate) type OpenedStore = (Arc<dyn CheckpointStore>, Option<StoreLock>);
 
 /// Opens the checkpoint store `[state]` names.
-pub(crate) type StoreOpener =
-    Arc<dyn Fn(&StateConfig) -> Result<OpenedStore, CheckpointError> + Send + Sync>;
+pub(crate) type StoreOpener = Arc<
+    dyn Fn(StateConfig) -> futures::future::BoxFuture<'static, Result<OpenedStore, CheckpointError>>
+        + Send
+        + Sync,
+>;
 
 /// The clients every mapping shares, built from one AWS configuration load.
 pub(crate) struct Clients {
@@ -74,11 +80,24 @@ pub(crate) struct Clients {
     pub(crate) open_store: StoreOpener,
 }
 
-/// The embedded store: the SQLite file at `[state].path`, locked for the daemon's life.
-fn open_sqlite(state: &StateConfig) -> Result<OpenedStore, CheckpointError> {
-    let lock = StoreLock::acquire(&state.path)?;
-    let store = SqliteStore::open(&state.path)?;
-    Ok((Arc::new(store), Some(lock)))
+/// The store `[state]` names: the SQLite file at `path`, locked for the daemon's life, or the
+/// DynamoDB lease table (created on first use), shared with the other instances.
+async fn open_store(
+    state: StateConfig,
+    dynamodb: aws_sdk_dynamodb::Client,
+) -> Result<OpenedStore, CheckpointError> {
+    match &state.backend {
+        StateBackend::Sqlite => {
+            let lock = StoreLock::acquire(&state.path)?;
+            let store = SqliteStore::open(&state.path)?;
+            Ok((Arc::new(store), Some(lock)))
+        }
+        StateBackend::DynamoDb(leases) => {
+            let store = DynamoStore::open(dynamodb, leases).await?;
+            tracing::info!(table = %leases.table, instance = %store.owner(), "lease table open");
+            Ok((Arc::new(store), None))
+        }
+    }
 }
 
 /// The role ARN put in Kinesis records' `invokeIdentityArn`: esmd has no execution role, so
@@ -122,7 +141,10 @@ impl Clients {
                 sns: aws.sns(),
                 s3: aws.s3(),
             }),
-            open_store: Arc::new(open_sqlite),
+            open_store: {
+                let dynamodb = aws.dynamodb();
+                Arc::new(move |state| Box::pin(open_store(state, dynamodb.clone())))
+            },
         }
     }
 }
@@ -162,7 +184,7 @@ pub(crate) async fn run_with_reload(
         running: Vec::new(),
         config: config.clone(),
     };
-    supervisor.open_store_if_needed(&config)?;
+    supervisor.open_store_if_needed(&config).await?;
     for mapping in &config.mappings {
         supervisor.start(mapping)?;
     }
@@ -237,7 +259,7 @@ struct Supervisor {
 impl Supervisor {
     /// Opens the checkpoint store when a stream mapping first needs it. An unusable store is
     /// fatal at start-up (the daemon cannot keep its promises without it) and rejects a reload.
-    fn open_store_if_needed(&mut self, config: &Config) -> Result<(), DaemonError> {
+    async fn open_store_if_needed(&mut self, config: &Config) -> Result<(), DaemonError> {
         if self.store.is_some()
             || config
                 .enabled_mappings()
@@ -250,7 +272,8 @@ impl Supervisor {
             path: path.display().to_string(),
             source,
         };
-        let (store, lock) = (self.clients.open_store)(&self.config.state).map_err(state_error)?;
+        let opened = (self.clients.open_store)(self.config.state.clone()).await;
+        let (store, lock) = opened.map_err(state_error)?;
         tracing::info!(path = %path.display(), "checkpoint store open");
         self.store_lock = lock;
         self.store = Some(store);
@@ -339,7 +362,7 @@ impl Supervisor {
             }
             .emit();
         }
-        if let Err(e) = self.open_store_if_needed(&next) {
+        if let Err(e) = self.open_store_if_needed(&next).await {
             ConfigReloadRejected {
                 error: &e.to_string(),
             }

@@ -52,7 +52,10 @@ async fn a_failing_store_drains_every_mapping_and_ends_the_daemon_with_an_error(
         invoker: function.clone(),
         streams: Arc::new(move |_| Some(stream.clone() as Arc<dyn StreamApi>)),
         destinations: Arc::new(NoDestination),
-        open_store: Arc::new(move |_| Ok((store.clone() as Arc<dyn CheckpointStore>, None))),
+        open_store: Arc::new(move |_| {
+            let store = store.clone() as Arc<dyn CheckpointStore>;
+            Box::pin(async move { Ok((store, None)) })
+        }),
     };
     let (_reload, reloads) = mpsc::unbounded_channel();
     let daemon = run_with_reload(config, clients, CancellationToken::new(), reloads);

@@ -8,7 +8,7 @@ use std::time::Duration;
 mod mapping;
 mod stream;
 
-use super::raw::{RawConfig, RawMapping};
+use super::raw::{RawConfig, RawMapping, RawState};
 use super::*;
 use mapping::validate_mapping;
 
@@ -196,31 +196,87 @@ fn mapping_label(index: usize, value: &toml::Value) -> String {
 }
 
 fn validate_state(raw: &RawConfig, problems: &mut Vec<ConfigProblem>) -> StateConfig {
-    let section = raw.state.as_ref();
-    let backend = match section.and_then(|s| s.backend.as_deref()) {
-        None | Some("sqlite") => StateBackend::Sqlite,
+    let default = RawState::default();
+    let section = raw.state.as_ref().unwrap_or(&default);
+    let mut p = Problems {
+        mapping: None,
+        out: problems,
+    };
+    let backend = match section.backend.as_deref() {
+        None | Some("sqlite") => {
+            for (field, set) in [
+                ("state.table", section.table.is_some()),
+                ("state.instance_id", section.instance_id.is_some()),
+                (
+                    "state.lease_duration_seconds",
+                    section.lease_duration_seconds.is_some(),
+                ),
+            ] {
+                if set {
+                    p.push(field, "is only used with backend = \"dynamodb\"");
+                }
+            }
+            StateBackend::Sqlite
+        }
+        Some("dynamodb") => StateBackend::DynamoDb(validate_leases(section, &mut p)),
         Some(other) => {
-            problems.push(ConfigProblem {
-                mapping: None,
-                field: "state.backend".into(),
-                message: format!("unknown backend `{other}` (supported: \"sqlite\")"),
-            });
+            p.push(
+                "state.backend",
+                format!("unknown backend `{other}` (supported: \"sqlite\", \"dynamodb\")"),
+            );
             StateBackend::Sqlite
         }
     };
+    if section.path.is_some() && matches!(backend, StateBackend::DynamoDb(_)) {
+        p.push("state.path", "is only used with backend = \"sqlite\"");
+    }
     let path = section
-        .and_then(|s| s.path.clone())
+        .path
+        .clone()
         .unwrap_or_else(|| "esmd-state.db".into());
     if path.is_empty() {
-        problems.push(ConfigProblem {
-            mapping: None,
-            field: "state.path".into(),
-            message: "must not be empty".into(),
-        });
+        p.push("state.path", "must not be empty");
     }
     StateConfig {
         backend,
         path: PathBuf::from(path),
+    }
+}
+
+/// `table` (required; DynamoDB's naming rules), `instance_id`, `lease_duration_seconds`.
+fn validate_leases(section: &RawState, p: &mut Problems<'_>) -> LeaseSettings {
+    let table = section.table.clone().unwrap_or_default();
+    let valid_name = (3..=255).contains(&table.len())
+        && table
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if section.table.is_none() {
+        p.push(
+            "state.table",
+            "is required with backend = \"dynamodb\" (e.g. \"esmd-leases\")",
+        );
+    } else if !valid_name {
+        p.push(
+            "state.table",
+            format!("`{table}` is not a DynamoDB table name (3-255 of a-z, A-Z, 0-9, _ - .)"),
+        );
+    }
+    if let Some(id) = &section.instance_id {
+        if id.is_empty() || id.len() > 256 {
+            p.push("state.instance_id", "must be 1 to 256 characters");
+        }
+    }
+    let default = DEFAULT_LEASE_DURATION.as_secs() as i64;
+    let seconds = p.int_in(
+        "state.lease_duration_seconds",
+        section.lease_duration_seconds,
+        default,
+        3..=300,
+    );
+    LeaseSettings {
+        table,
+        instance_id: section.instance_id.clone(),
+        lease_duration: Duration::from_secs(seconds as u64),
     }
 }
 

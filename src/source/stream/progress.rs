@@ -8,12 +8,15 @@ use std::sync::Mutex;
 use super::context::ShardContext;
 use crate::action::ErrorAction;
 use crate::checkpoint::{CheckpointError, SequenceNumber, ShardLease, Watermark, WindowState};
+use crate::telemetry::events::LeaseLost;
 
 /// Shared between the reader and the lanes.
 pub(crate) struct Progress {
     pub(super) watermark: tokio::sync::Mutex<Watermark>,
     pub(super) lease: ShardLease,
     failed: Mutex<Option<String>>,
+    /// The failure was a lost lease: another instance owns the shard now.
+    lost: std::sync::atomic::AtomicBool,
     /// When the last read that found the reader caught up was sent: every record that
     /// arrived in the stream before this instant has been routed to a lane.
     pub(super) horizon: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
@@ -27,6 +30,7 @@ impl Progress {
             watermark: tokio::sync::Mutex::new(Watermark::new(checkpoint)),
             lease,
             failed: Mutex::new(None),
+            lost: Default::default(),
             horizon: Mutex::new(None),
             ended: Default::default(),
         }
@@ -88,6 +92,7 @@ impl Progress {
                 Err(e @ CheckpointError::Backwards { .. }) => {
                     tracing::error!(mapping = %ctx.uuid, shard = shard_id, error = %e, "refused a backwards checkpoint");
                 }
+                Err(CheckpointError::LeaseLost { owner, .. }) => self.lose(ctx, shard_id, &owner),
                 Err(e) => {
                     tracing::error!(mapping = %ctx.uuid, shard = shard_id, error = %e, "checkpoint failed; stopping the shard");
                     let reason = format!("shard {shard_id}: {e}");
@@ -110,6 +115,24 @@ impl Progress {
             v.checkpoint = checkpoint;
             v.outstanding_records = outstanding;
         });
+    }
+
+    /// Another instance took the shard: stop reading and writing it at once. The batch in
+    /// flight may be delivered again by the new owner; nothing else.
+    pub(super) fn lose(&self, ctx: &ShardContext, shard_id: &str, owner: &str) {
+        LeaseLost {
+            uuid: &ctx.uuid,
+            shard_id,
+            owner,
+        }
+        .emit();
+        self.lost.store(true, std::sync::atomic::Ordering::SeqCst);
+        *self.failed.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(format!("lease taken by {owner}"));
+    }
+
+    pub(super) fn lease_lost(&self) -> bool {
+        self.lost.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub(super) fn failure(&self) -> Option<String> {

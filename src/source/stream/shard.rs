@@ -12,7 +12,9 @@ use super::api::{IteratorPosition, ShardInfo, StreamRecord};
 use super::context::ShardContext;
 use super::progress::Progress;
 use super::reader::Reader;
-use crate::checkpoint::{SequenceNumber, ShardLease, ShardStatus, WindowState};
+use tokio_util::sync::CancellationToken;
+
+use crate::checkpoint::{CheckpointError, SequenceNumber, ShardLease, ShardStatus, WindowState};
 use crate::telemetry::ShardState;
 
 /// How a shard worker ended.
@@ -22,7 +24,9 @@ pub(crate) enum ShardOutcome {
     Ended,
     /// Shutdown: the lease is released, the checkpoint stays.
     Stopped,
-    /// The checkpoint store refused a write (lease lost or storage failure).
+    /// Another instance took the shard's lease; it reads the shard from here on.
+    LeaseLost,
+    /// The checkpoint store refused a write (storage failure).
     Failed(String),
 }
 
@@ -70,15 +74,46 @@ pub(crate) async fn run_shard(
         }
     }
 
+    let renewer = ctx.store.renew_interval().map(|every| {
+        let done = CancellationToken::new();
+        let task = tokio::spawn(renew(
+            Arc::clone(&ctx),
+            shard_id.clone(),
+            Arc::clone(&progress),
+            every,
+            done.clone(),
+        ));
+        (done, task)
+    });
     let ended = Reader::new(&ctx, &shard, &progress, &senders, checkpoint, start)
         .run()
         .await;
     drop(senders);
     while lanes.join_next().await.is_some() {}
+    if let Some((done, task)) = renewer {
+        done.cancel();
+        let _ = task.await;
+    }
 
+    settle_end(&ctx, &shard_id, &progress, ended).await
+}
+
+/// How the worker ends once its reader and lanes stopped: handed over, failed, ended (marked
+/// in the store so children may start) or stopped (lease released).
+async fn settle_end(
+    ctx: &ShardContext,
+    shard_id: &str,
+    progress: &Progress,
+    ended: bool,
+) -> ShardOutcome {
+    if progress.lease_lost() {
+        ctx.status
+            .update_shard(shard_id, |v| v.status = ShardState::Stopped);
+        return ShardOutcome::LeaseLost;
+    }
     if let Some(failure) = progress.failure() {
         ctx.status
-            .update_shard(&shard_id, |v| v.status = ShardState::Failed);
+            .update_shard(shard_id, |v| v.status = ShardState::Failed);
         return ShardOutcome::Failed(failure);
     }
     let outstanding = progress.watermark.lock().await.outstanding();
@@ -86,7 +121,7 @@ pub(crate) async fn run_shard(
         if let Err(e) = ctx.store.finish(&progress.lease, ShardStatus::Ended).await {
             return ShardOutcome::Failed(e.to_string());
         }
-        ctx.status.update_shard(&shard_id, |v| {
+        ctx.status.update_shard(shard_id, |v| {
             v.status = ShardState::Ended;
             v.iterator_age_ms = 0;
         });
@@ -94,8 +129,35 @@ pub(crate) async fn run_shard(
     }
     let _ = ctx.store.release(&progress.lease).await;
     ctx.status
-        .update_shard(&shard_id, |v| v.status = ShardState::Stopped);
+        .update_shard(shard_id, |v| v.status = ShardState::Stopped);
     ShardOutcome::Stopped
+}
+
+/// Renews the shard's lease every `every` until `done`; a renewal refused because another
+/// instance took the lease stops the shard at once. A renewal that fails otherwise is tried
+/// again at the next tick: if the lease expires meanwhile, the fenced writes find out.
+async fn renew(
+    ctx: Arc<ShardContext>,
+    shard_id: String,
+    progress: Arc<Progress>,
+    every: std::time::Duration,
+    done: CancellationToken,
+) {
+    loop {
+        if !crate::retry::sleep_or_cancel(every, &done).await {
+            return;
+        }
+        match ctx.store.renew(&progress.lease).await {
+            Ok(()) => {}
+            Err(CheckpointError::LeaseLost { owner, .. }) => {
+                progress.lose(&ctx, &shard_id, &owner);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(mapping = %ctx.uuid, shard = %shard_id, error = %e, "lease renewal failed; retrying at the next tick");
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -171,3 +171,22 @@ impl MappingStopped<'_> {
         );
     }
 }
+
+/// Another instance took a shard's lease: this one stops reading and writing the shard.
+pub(crate) struct LeaseLost<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) shard_id: &'a str,
+    pub(crate) owner: &'a str,
+}
+
+impl LeaseLost<'_> {
+    pub(crate) fn emit(&self) {
+        counted(Event::LeaseLost, Some(self.uuid));
+        tracing::warn!(
+            mapping = self.uuid,
+            shard = self.shard_id,
+            owner = self.owner,
+            "lease lost to another instance; stopping the shard"
+        );
+    }
+}

@@ -35,9 +35,10 @@ pub(crate) enum Event {
     DeleteFailed,
     MessagesReleased,
     DestinationDelivered,
+    LeaseLost,
 }
 
-const EVENTS: usize = 23;
+const EVENTS: usize = 24;
 
 /// The events' names in `esmd_events_total`, in [`Event`]'s order.
 const NAMES: [&str; EVENTS] = [
@@ -64,6 +65,7 @@ const NAMES: [&str; EVENTS] = [
     "delete_failed",
     "messages_released",
     "destination_delivered",
+    "lease_lost",
 ];
 
 static COUNTS: [AtomicU64; EVENTS] = [const { AtomicU64::new(0) }; EVENTS];
