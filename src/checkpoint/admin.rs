@@ -21,10 +21,15 @@ pub(crate) enum AdminError {
     UnknownMapping(String),
     #[error("`{0}` matches several mappings; give the uuid")]
     Ambiguous(String),
+    #[error("esmd checkpoints works on the sqlite backend only for now; the lease table `{0}` can be read with `aws dynamodb query --table-name {0}`")]
+    Unsupported(String),
 }
 
 impl AdminStore {
     pub(crate) fn open(config: &Config) -> Result<Self, AdminError> {
+        if let crate::config::StateBackend::DynamoDb(leases) = &config.state.backend {
+            return Err(AdminError::Unsupported(leases.table.clone()));
+        }
         let lock = StoreLock::acquire(&config.state.path)?;
         Ok(AdminStore {
             store: SqliteStore::open(&config.state.path)?,

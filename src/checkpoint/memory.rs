@@ -155,6 +155,7 @@ impl CheckpointStore for MemoryStore {
                             updated_at: now(),
                             window: None,
                             restart_at: None,
+                            owner: None,
                         };
                         (row, None, 0)
                     });

@@ -82,6 +82,8 @@ pub(crate) struct ShardCheckpoint {
     /// Where to read next, set by an operator (`esmd checkpoints set`); it wins over the
     /// checkpoint until the next checkpoint is written.
     pub(crate) restart_at: Option<RestartAt>,
+    /// Who holds a live lease on the shard (shared stores; `None` when free or expired).
+    pub(crate) owner: Option<String>,
 }
 
 /// An operator-chosen position for a shard.
@@ -226,6 +228,21 @@ pub(crate) trait CheckpointStore: Send + Sync {
 
     /// Gives the lease up (shutdown); the checkpoint stays.
     fn release<'a>(&'a self, lease: &'a ShardLease) -> BoxFuture<'a, Result<(), CheckpointError>>;
+
+    /// Takes the lease on a shard even while another instance holds it (lease balancing);
+    /// the holder is fenced off. A store with one owner takes it as [`Self::acquire`] does.
+    fn steal<'a>(
+        &'a self,
+        uuid: &'a str,
+        shard_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(ShardLease, ShardCheckpoint)>, CheckpointError>> {
+        self.acquire(uuid, shard_id)
+    }
+
+    /// This instance's name as a lease owner.
+    fn owner(&self) -> Option<&str> {
+        None
+    }
 
     /// How often a held lease must be renewed; `None` for a store with one owner, whose
     /// leases never expire.

@@ -41,11 +41,43 @@ impl Esmd {
         body: &str,
         env: &[(&str, &str)],
     ) -> Esmd {
+        Self::start_with_state(endpoint, function, None, body, env)
+    }
+
+    /// One of several instances sharing the DynamoDB lease table `table` on moto, named
+    /// `instance`, with 3 s leases.
+    pub fn start_leased(
+        moto: &Moto,
+        function: &FunctionServer,
+        table: &str,
+        instance: &str,
+        body: &str,
+    ) -> Esmd {
+        let state = format!(
+            "[state]\nbackend = \"dynamodb\"\ntable = \"{table}\"\ninstance_id = \"{instance}\"\nlease_duration_seconds = 3\n"
+        );
+        Self::start_with_state(&moto.endpoint, function, Some(&state), body, &[])
+    }
+
+    /// Writes `[http]`, `[state]` (`state`, or a SQLite file in a temp dir) and `[daemon]`,
+    /// then `body`, and starts esmd on it.
+    pub fn start_with_state(
+        endpoint: &str,
+        function: &FunctionServer,
+        state: Option<&str>,
+        body: &str,
+        env: &[(&str, &str)],
+    ) -> Esmd {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
+        let state = state.map(str::to_string).unwrap_or_else(|| {
+            format!(
+                "[state]\npath = \"{}\"\n",
+                dir.path().join("state.db").display()
+            )
+        });
         let header = format!(
-            "[http]\nlisten = \"127.0.0.1:{port}\"\n[state]\npath = \"{}\"\n[daemon]\nshutdown_timeout_seconds = 10\n",
-            dir.path().join("state.db").display()
+            "[http]\nlisten = \"127.0.0.1:{port}\"\n{state}[daemon]\nshutdown_timeout_seconds = 10\n"
         );
         let config_path = dir.path().join("esmd.toml");
         std::fs::write(&config_path, format!("{header}{body}")).expect("write config");

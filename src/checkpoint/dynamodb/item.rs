@@ -118,6 +118,11 @@ pub(super) fn to_checkpoint(
         updated_at: get_s(item, "updated_at").unwrap_or_default().to_string(),
         window,
         restart_at: get_s(item, "restart_at").and_then(RestartAt::parse),
+        owner: get_s(item, "owner")
+            .filter(|_| {
+                get_n(item, "expires_at").unwrap_or(0) > chrono::Utc::now().timestamp_millis()
+            })
+            .map(str::to_string),
     })
 }
 

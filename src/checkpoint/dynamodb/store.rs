@@ -32,11 +32,13 @@ impl DynamoStore {
         Ok(chunks)
     }
 
-    /// Takes the lease when nobody holds it, it expired, or we hold it; `None` otherwise.
+    /// Takes the lease when nobody holds it, it expired, or we hold it (or always, with
+    /// `steal`); `None` otherwise, or when another instance won the race.
     async fn take(
         &self,
         uuid: &str,
         shard_id: &str,
+        steal: bool,
     ) -> Result<Option<(ShardLease, ShardCheckpoint)>, CheckpointError> {
         for _ in 0..3 {
             let Some(item) = self.get(uuid, shard_id).await? else {
@@ -46,7 +48,7 @@ impl DynamoStore {
             let owner = get_s(&item, "owner");
             let held = owner.is_some_and(|o| o != self.owner)
                 && get_n(&item, "expires_at").unwrap_or(0) > now;
-            if held {
+            if held && !steal {
                 return Ok(None);
             }
             let seen = get_n(&item, "counter").unwrap_or(0);
@@ -216,8 +218,20 @@ impl CheckpointStore for DynamoStore {
                 Ok(_) | Err(Failed::Condition) => {}
                 Err(Failed::Store(e)) => return Err(e),
             }
-            self.take(uuid, shard_id).await
+            self.take(uuid, shard_id, false).await
         })
+    }
+
+    fn steal<'a>(
+        &'a self,
+        uuid: &'a str,
+        shard_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(ShardLease, ShardCheckpoint)>, CheckpointError>> {
+        Box::pin(self.take(uuid, shard_id, true))
+    }
+
+    fn owner(&self) -> Option<&str> {
+        Some(DynamoStore::owner(self))
     }
 
     fn checkpoint<'a>(

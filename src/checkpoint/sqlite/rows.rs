@@ -79,6 +79,7 @@ impl Row {
     pub(super) fn into_checkpoint(self) -> Result<ShardCheckpoint, CheckpointError> {
         let shard_id = self.shard_id;
         Ok(ShardCheckpoint {
+            owner: None,
             sequence_number: self
                 .seq
                 .map(SequenceNumber::parse)

@@ -344,3 +344,46 @@ fn esmd_poll_interval_is_streams_only_and_bounded() {
         .iter()
         .any(|p| p.field == "esmd_poll_interval_ms"));
 }
+
+#[test]
+fn the_dynamodb_state_backend_is_validated_like_any_field() {
+    let mapping = "[[mapping]]\nevent_source_arn = \"arn:aws:sqs:us-east-1:123456789012:q\"\nfunction_name = \"f\"\n";
+    let ok = Config::parse(&format!(
+        "[state]\nbackend = \"dynamodb\"\ntable = \"esmd-leases\"\n{mapping}"
+    ))
+    .unwrap();
+    let StateBackend::DynamoDb(leases) = &ok.state.backend else {
+        panic!("{:?}", ok.state.backend)
+    };
+    assert_eq!(leases.table, "esmd-leases");
+    assert_eq!(leases.lease_duration, DEFAULT_LEASE_DURATION);
+    assert_eq!(leases.instance_id, None);
+
+    let bad = |state: &str| problems(&format!("[state]\n{state}\n{mapping}"));
+    let p = bad("backend = \"dynamodb\"");
+    assert!(
+        p.iter()
+            .any(|p| p.field == "state.table" && p.message.contains("required")),
+        "{p:?}"
+    );
+    let p = bad("backend = \"dynamodb\"\ntable = \"no spaces allowed\"\nlease_duration_seconds = 1\ninstance_id = \"\"\npath = \"x.db\"");
+    for field in [
+        "state.table",
+        "state.lease_duration_seconds",
+        "state.instance_id",
+        "state.path",
+    ] {
+        assert!(p.iter().any(|p| p.field == field), "{field}: {p:?}");
+    }
+    let p = bad("table = \"t\"");
+    assert!(
+        p.iter()
+            .any(|p| p.field == "state.table" && p.message.contains("dynamodb")),
+        "{p:?}"
+    );
+    let p = bad("backend = \"etcd\"");
+    assert!(
+        p.iter().any(|p| p.message.contains("\"dynamodb\"")),
+        "{p:?}"
+    );
+}

@@ -75,6 +75,7 @@ mod tests {
                     updated_at: String::new(),
                     window: None,
                     restart_at: None,
+                    owner: None,
                 };
                 (id.to_string(), row)
             })

@@ -11,6 +11,7 @@
 //!   closed is marked `skipped` without reading, and its children count as fresh too.
 
 pub(crate) mod api;
+mod balance;
 mod context;
 mod give_up;
 mod lane;
@@ -34,7 +35,7 @@ use crate::checkpoint::CheckpointError;
 use crate::checkpoint::{ShardCheckpoint, ShardStatus};
 use crate::config::{MappingConfig, StartingPosition};
 use crate::retry::{retry, Pace, Pacer, Retried, RetryPolicies, Step};
-use crate::telemetry::events::{MappingErrored, MappingStarted, ShardStarted};
+use crate::telemetry::events::{LeaseStolen, MappingErrored, MappingStarted, ShardStarted};
 use crate::telemetry::{MappingState, ShardState};
 pub(crate) use api::{
     IteratorPosition, ReadBatch, ReadPacing, ShardInfo, StreamApi, StreamError, StreamRecord,
@@ -181,15 +182,22 @@ impl StreamSource {
         shard: &ShardInfo,
         position: IteratorPosition,
         workers: &mut JoinSet<(String, ShardOutcome)>,
+        steal: bool,
     ) -> Result<bool, String> {
         let ctx = &self.ctx;
-        let Some((lease, stored)) = ctx
-            .store
-            .acquire(&self.mapping.uuid, &shard.shard_id)
-            .await
-            .map_err(|e| e.to_string())?
-        else {
+        let (uuid, shard_id) = (&self.mapping.uuid, &shard.shard_id);
+        let taken = match steal {
+            true => ctx.store.steal(uuid, shard_id).await,
+            false => ctx.store.acquire(uuid, shard_id).await,
+        };
+        let Some((lease, stored)) = taken.map_err(|e| e.to_string())? else {
             return Ok(false);
+        };
+        // Another instance may have moved the checkpoint since the listing: resume after the
+        // one that came with the lease (an operator's position still wins).
+        let position = match (&stored.sequence_number, &stored.restart_at) {
+            (Some(seq), None) => IteratorPosition::AfterSequenceNumber(seq.clone()),
+            _ => position,
         };
         if position == IteratorPosition::Latest && shard.ending_sequence_number.is_some() {
             // Nothing after LATEST on a closed shard.
@@ -216,6 +224,55 @@ impl StreamSource {
             (id, outcome)
         });
         Ok(true)
+    }
+
+    /// With a shared lease table: when this instance holds fewer than its share of the open
+    /// shards, takes one shard from the most loaded instance ([`balance::shard_to_steal`]).
+    async fn balance(
+        &self,
+        shards: &[ShardInfo],
+        stored: &HashMap<String, ShardCheckpoint>,
+        listed: &HashSet<&str>,
+        running: &mut HashSet<String>,
+        workers: &mut JoinSet<(String, ShardOutcome)>,
+    ) -> Result<(), String> {
+        let Some(me) = self.ctx.store.owner() else {
+            return Ok(());
+        };
+        let configured = self.configured_position();
+        let open: Vec<(&ShardInfo, Option<String>)> = shards
+            .iter()
+            .filter_map(|shard| {
+                if running.contains(&shard.shard_id) {
+                    return Some((shard, Some(me.to_string())));
+                }
+                lineage::start_position(shard, stored, listed, &configured)?;
+                let owner = stored.get(&shard.shard_id).and_then(|s| s.owner.clone());
+                Some((shard, owner))
+            })
+            .collect();
+        let leases: Vec<(String, Option<String>)> = open
+            .iter()
+            .map(|(shard, owner)| (shard.shard_id.clone(), owner.clone()))
+            .collect();
+        let Some(target) = balance::shard_to_steal(me, &leases) else {
+            return Ok(());
+        };
+        let Some((shard, _)) = open.iter().find(|(s, _)| s.shard_id == target) else {
+            return Ok(());
+        };
+        let Some(position) = lineage::start_position(shard, stored, listed, &configured) else {
+            return Ok(());
+        };
+        if self.start_shard(shard, position, workers, true).await? {
+            LeaseStolen {
+                uuid: &self.mapping.uuid,
+                shard_id: &target,
+            }
+            .emit();
+            running.insert(target);
+        }
+        Ok(())
     }
 
     /// Lists shards and starts workers for the ones that may run now.
@@ -260,11 +317,12 @@ impl StreamSource {
             else {
                 continue;
             };
-            if self.start_shard(shard, position, workers).await? {
+            if self.start_shard(shard, position, workers, false).await? {
                 running.insert(shard.shard_id.clone());
             }
         }
-        Ok(())
+        self.balance(&shards, &stored, &listed, running, workers)
+            .await
     }
 }
 

@@ -190,3 +190,20 @@ impl LeaseLost<'_> {
         );
     }
 }
+
+/// This instance took a shard from a more loaded instance (lease balancing).
+pub(crate) struct LeaseStolen<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) shard_id: &'a str,
+}
+
+impl LeaseStolen<'_> {
+    pub(crate) fn emit(&self) {
+        counted(Event::LeaseStolen, Some(self.uuid));
+        tracing::info!(
+            mapping = self.uuid,
+            shard = self.shard_id,
+            "took a shard from a more loaded instance"
+        );
+    }
+}

@@ -36,9 +36,10 @@ pub(crate) enum Event {
     MessagesReleased,
     DestinationDelivered,
     LeaseLost,
+    LeaseStolen,
 }
 
-const EVENTS: usize = 24;
+const EVENTS: usize = 25;
 
 /// The events' names in `esmd_events_total`, in [`Event`]'s order.
 const NAMES: [&str; EVENTS] = [
@@ -66,6 +67,7 @@ const NAMES: [&str; EVENTS] = [
     "messages_released",
     "destination_delivered",
     "lease_lost",
+    "lease_stolen",
 ];
 
 static COUNTS: [AtomicU64; EVENTS] = [const { AtomicU64::new(0) }; EVENTS];

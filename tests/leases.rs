@@ -1,0 +1,183 @@
+//! Several esmd instances share a Kinesis stream through a DynamoDB lease table (all on moto
+//! server): shards are balanced between instances, a killed instance's shards are taken over
+//! after its leases expire, and a stopped one hands its shards over at once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::*;
+use serde_json::Value;
+
+const SHARDS: i32 = 4;
+const KEYS: usize = 8;
+
+fn data_of(record: &Value) -> String {
+    let b64 = record["kinesis"]["data"].as_str().unwrap_or_default();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap_or_default();
+    String::from_utf8(bytes).unwrap_or_default()
+}
+
+fn delivered(function: &FunctionServer) -> Vec<String> {
+    function
+        .calls()
+        .iter()
+        .flat_map(|c| c.records().iter().map(data_of).collect::<Vec<_>>())
+        .collect()
+}
+
+fn mapping() -> String {
+    format!(
+        "[[mapping]]\nuuid = \"3f0c7a52-1d44-4b8e-a2b5-0c9e6f1d2a10\"\nevent_source_arn = \"{}\"\n\
+         function_name = \"consumer\"\nstarting_position = \"TRIM_HORIZON\"\nbatch_size = 10\n",
+        stream_arn("shared")
+    )
+}
+
+/// Records `k<key>-<n>` for n in `from..to`, spread over every key.
+async fn produce(client: &aws_sdk_kinesis::Client, from: usize, to: usize) {
+    for n in from..to {
+        let key = format!("k{}", n % KEYS);
+        put(client, "shared", &key, &format!("{key}-{n}")).await;
+    }
+}
+
+/// Shards each instance reads now.
+fn held(esmd: &Esmd) -> usize {
+    esmd.mappings()["mappings"][0]["shards"]
+        .as_object()
+        .map_or(0, |s| {
+            s.values().filter(|v| v["status"] == "reading").count()
+        })
+}
+
+/// Every record produced was delivered, and per key the first deliveries are in order.
+fn assert_complete_and_ordered(function: &FunctionServer, produced: usize) {
+    let all = delivered(function);
+    let mut first: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for d in &all {
+        *seen.entry(d.clone()).or_default() += 1;
+        if seen[d] == 1 {
+            let (key, n) = d.split_once('-').unwrap();
+            first
+                .entry(key.to_string())
+                .or_default()
+                .push(n.parse().unwrap());
+        }
+    }
+    assert_eq!(seen.len(), produced, "every record delivered at least once");
+    for (key, ns) in first {
+        assert!(
+            ns.windows(2).all(|w| w[0] < w[1]),
+            "order per key {key}: {ns:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_balance_shards_and_take_over_a_killed_ones_after_its_leases_expire() {
+    let moto = Moto::start();
+    let client = kinesis(&moto.endpoint).await;
+    create_stream(&client, "shared", SHARDS).await;
+    produce(&client, 0, 40).await;
+    let function = FunctionServer::start(|_, _| Reply::ok("").after(Duration::from_millis(20)));
+    let mut a = Esmd::start_leased(&moto, &function, "leases", "instance-a", &mapping());
+    a.wait_for(Duration::from_secs(30), "a holds every shard", || {
+        held(&a) == SHARDS as usize
+    });
+    let b = Esmd::start_leased(&moto, &function, "leases", "instance-b", &mapping());
+    // One shard moves per discovery period (5 s): two periods, and a margin.
+    b.wait_for(Duration::from_secs(30), "an even share", || {
+        held(&a) == 2 && held(&b) == 2
+    });
+    produce(&client, 40, 80).await;
+    eventually(Duration::from_secs(60), "80 records", Some(&b), || async {
+        delivered(&function)
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+            >= 80
+    })
+    .await;
+
+    a.kill9();
+    let killed = Instant::now();
+    let calls_at_kill = function.calls().len();
+    produce(&client, 80, 120).await;
+    b.wait_for(Duration::from_secs(30), "b takes a's shards", || {
+        held(&b) == SHARDS as usize
+    });
+    let takeover = killed.elapsed();
+    eventually(Duration::from_secs(60), "120 records", Some(&b), || async {
+        delivered(&function)
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+            >= 120
+    })
+    .await;
+    assert!(function.calls().len() > calls_at_kill);
+    assert_complete_and_ordered(&function, 120);
+    // 3 s leases, 5 s discovery: the survivor holds every shard within about 8 s.
+    println!("failover after kill -9: every shard taken in {takeover:?}");
+    assert!(takeover < Duration::from_secs(15), "{takeover:?}");
+    let stolen = b
+        .logs()
+        .matches("took a shard from a more loaded instance")
+        .count();
+    assert!(stolen >= 2, "b balanced by stealing\n{}", b.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_the_shards_over_at_once_without_duplicates() {
+    let moto = Moto::start();
+    let client = kinesis(&moto.endpoint).await;
+    create_stream(&client, "shared", SHARDS).await;
+    produce(&client, 0, 40).await;
+    let function = FunctionServer::start(|_, _| Reply::ok(""));
+    let mut a = Esmd::start_leased(&moto, &function, "leases", "instance-a", &mapping());
+    a.wait_for(Duration::from_secs(30), "a holds every shard", || {
+        held(&a) == SHARDS as usize
+    });
+    let b = Esmd::start_leased(&moto, &function, "leases", "instance-b", &mapping());
+    b.wait_for(Duration::from_secs(30), "an even share", || {
+        held(&a) == 2 && held(&b) == 2
+    });
+    eventually(Duration::from_secs(60), "40 records", Some(&b), || async {
+        delivered(&function).len() >= 40
+    })
+    .await;
+    a.wait_until_idle(Duration::from_secs(20));
+    b.wait_until_idle(Duration::from_secs(20));
+
+    assert!(
+        a.terminate(Duration::from_secs(20)).success(),
+        "exit 0 after the drain"
+    );
+    let stopped = Instant::now();
+    b.wait_for(
+        Duration::from_secs(20),
+        "b takes the released shards",
+        || held(&b) == SHARDS as usize,
+    );
+    let handoff = stopped.elapsed();
+    produce(&client, 40, 80).await;
+    eventually(Duration::from_secs(60), "80 records", Some(&b), || async {
+        delivered(&function).len() >= 80
+    })
+    .await;
+    b.wait_until_idle(Duration::from_secs(20));
+    let all = delivered(&function);
+    assert_eq!(all.len(), 80, "no duplicates after a clean handoff");
+    assert_complete_and_ordered(&function, 80);
+    // Released leases are free at once: the next discovery (every 5 s) takes them.
+    println!("handoff after SIGTERM: every shard taken in {handoff:?}");
+    assert!(handoff < Duration::from_secs(8), "{handoff:?}");
+}
