@@ -181,3 +181,86 @@ async fn sigterm_hands_the_shards_over_at_once_without_duplicates() {
     println!("handoff after SIGTERM: every shard taken in {handoff:?}");
     assert!(handoff < Duration::from_secs(8), "{handoff:?}");
 }
+
+/// Every shard's stored checkpoint in the lease table, straight from DynamoDB.
+async fn table_checkpoints(moto: &Moto) -> BTreeMap<String, u128> {
+    let client = aws_sdk_dynamodb::Client::new(&sdk_config(&moto.endpoint).await);
+    let out = client.scan().table_name("leases").send().await.unwrap();
+    out.items()
+        .iter()
+        .filter_map(|item| {
+            let sk = item.get("sk")?.as_s().ok()?;
+            let cp = item.get("checkpoint")?.as_s().ok()?;
+            Some((sk.clone(), cp.parse().ok()?))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_instance_writes_nothing_after_its_leases_were_taken() {
+    let moto = Moto::start();
+    let client = kinesis(&moto.endpoint).await;
+    create_stream(&client, "shared", SHARDS).await;
+    produce(&client, 0, 40).await;
+    let function = FunctionServer::start(|_, _| Reply::ok(""));
+    let a = Esmd::start_leased(&moto, &function, "leases", "instance-a", &mapping());
+    a.wait_for(Duration::from_secs(30), "a holds every shard", || {
+        held(&a) == SHARDS as usize
+    });
+    let b = Esmd::start_leased(&moto, &function, "leases", "instance-b", &mapping());
+    b.wait_for(Duration::from_secs(30), "an even share", || {
+        held(&a) == 2 && held(&b) == 2
+    });
+    eventually(Duration::from_secs(60), "40 records", Some(&b), || async {
+        delivered(&function).len() >= 40
+    })
+    .await;
+
+    // SIGSTOP a past its leases: b takes its shards and moves on.
+    a.signal("STOP");
+    b.wait_for(
+        Duration::from_secs(30),
+        "b takes the paused instance's shards",
+        || held(&b) == SHARDS as usize,
+    );
+    produce(&client, 40, 80).await;
+    eventually(Duration::from_secs(60), "80 records", Some(&b), || async {
+        delivered(&function)
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+            >= 80
+    })
+    .await;
+    b.wait_until_idle(Duration::from_secs(20));
+    let before = table_checkpoints(&moto).await;
+
+    // SIGCONT: a finds its renewals refused and stops those shards without writing.
+    a.signal("CONT");
+    a.wait_for(Duration::from_secs(20), "a notices its lost leases", || {
+        a.logs().matches("lease lost to another instance").count() >= 2
+    });
+    produce(&client, 80, 100).await;
+    eventually(Duration::from_secs(60), "100 records", Some(&b), || async {
+        delivered(&function)
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+            >= 100
+    })
+    .await;
+    let after = table_checkpoints(&moto).await;
+    for (shard, checkpoint) in &before {
+        assert!(
+            after[shard] >= *checkpoint,
+            "{shard} moved backwards: {checkpoint} -> {}",
+            after[shard]
+        );
+    }
+    assert_complete_and_ordered(&function, 100);
+    assert!(
+        !a.logs().contains("refused a backwards checkpoint"),
+        "{}",
+        a.logs()
+    );
+}

@@ -199,6 +199,7 @@ async fn every_metric_the_dashboard_queries_is_exposed() {
         "esmd_sqs_backlog_messages",
         "esmd_sqs_pollers",
         "esmd_throttled_invocations_total",
+        "esmd_leases_held",
     ] {
         assert!(queried.contains(wanted), "the dashboard shows {wanted}");
     }

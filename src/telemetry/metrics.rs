@@ -32,6 +32,14 @@ pub(crate) struct MappingMetrics {
     pub(crate) throttled: AtomicU64,
     /// SQS: pollers running now (the scaler's count).
     pub(crate) sqs_pollers: AtomicI64,
+    /// Streams: shard leases this instance holds now.
+    pub(crate) leases_held: AtomicI64,
+    /// Streams: leases taken (free or expired), stolen (balancing), lost (taken by another
+    /// instance) and released (shutdown, reload).
+    pub(crate) leases_taken: AtomicU64,
+    pub(crate) leases_stolen: AtomicU64,
+    pub(crate) leases_lost: AtomicU64,
+    pub(crate) leases_released: AtomicU64,
     /// Batches currently being invoked.
     pub(crate) in_flight_batches: AtomicI64,
     /// IteratorAge (streams): how far behind the tip the slowest shard is, in milliseconds.
@@ -115,6 +123,11 @@ impl Default for MappingMetrics {
             invocations: Default::default(),
             throttled: Default::default(),
             sqs_pollers: Default::default(),
+            leases_held: Default::default(),
+            leases_taken: Default::default(),
+            leases_stolen: Default::default(),
+            leases_lost: Default::default(),
+            leases_released: Default::default(),
             in_flight_batches: Default::default(),
             iterator_age_ms: Default::default(),
             sqs_backlog: AtomicI64::new(-1),
@@ -135,7 +148,7 @@ impl MappingMetrics {
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    fn counters(&self) -> [(&'static str, &'static str, &AtomicU64); 11] {
+    fn counters(&self) -> [(&'static str, &'static str, &AtomicU64); 15] {
         [
             ("esmd_polled_events_total", "Records read from the event source (AWS PolledEventCount).", &self.polled),
             ("esmd_filtered_out_events_total", "Records that matched no filter (AWS FilteredOutEventCount).", &self.filtered_out),
@@ -148,6 +161,10 @@ impl MappingMetrics {
             ("esmd_on_failure_destination_delivered_events_total", "Records reported to the on-failure destination (AWS OnFailureDestinationDeliveredEventCount).", &self.on_failure_delivered),
             ("esmd_invocations_total", "Function invocations made.", &self.invocations),
             ("esmd_throttled_invocations_total", "Invocations the function side throttled (HTTP 429); retried, not failures.", &self.throttled),
+            ("esmd_leases_taken_total", "Shard leases taken (free or expired).", &self.leases_taken),
+            ("esmd_leases_stolen_total", "Shard leases taken from a more loaded instance (balancing).", &self.leases_stolen),
+            ("esmd_leases_lost_total", "Shard leases another instance took from this one.", &self.leases_lost),
+            ("esmd_leases_released_total", "Shard leases given back (shutdown, reload).", &self.leases_released),
         ]
     }
 
@@ -244,6 +261,16 @@ fn gauges(out: &mut String, mappings: &[std::sync::Arc<MappingStatus>]) {
     for m in mappings {
         let value = m.metrics.in_flight_batches.load(Ordering::Relaxed);
         sample(out, "esmd_in_flight_batches", m, value);
+    }
+    family(
+        out,
+        "esmd_leases_held",
+        "Shard leases this instance holds now (streams).",
+        "gauge",
+    );
+    for m in mappings.iter().filter(|m| m.source_kind != "sqs") {
+        let value = m.metrics.leases_held.load(Ordering::Relaxed);
+        sample(out, "esmd_leases_held", m, value);
     }
     family(
         out,

@@ -35,7 +35,9 @@ use crate::checkpoint::CheckpointError;
 use crate::checkpoint::{ShardCheckpoint, ShardStatus};
 use crate::config::{MappingConfig, StartingPosition};
 use crate::retry::{retry, Pace, Pacer, Retried, RetryPolicies, Step};
-use crate::telemetry::events::{LeaseStolen, MappingErrored, MappingStarted, ShardStarted};
+use crate::telemetry::events::{
+    LeaseStolen, LeaseTaken, MappingErrored, MappingStarted, ShardStarted,
+};
 use crate::telemetry::{MappingState, ShardState};
 pub(crate) use api::{
     IteratorPosition, ReadBatch, ReadPacing, ShardInfo, StreamApi, StreamError, StreamRecord,
@@ -193,6 +195,15 @@ impl StreamSource {
         let Some((lease, stored)) = taken.map_err(|e| e.to_string())? else {
             return Ok(false);
         };
+        if !steal {
+            LeaseTaken {
+                uuid,
+                metrics: &ctx.status.metrics,
+                shard_id,
+                counter: lease.counter,
+            }
+            .emit();
+        }
         // Another instance may have moved the checkpoint since the listing: resume after the
         // one that came with the lease (an operator's position still wins).
         let position = match (&stored.sequence_number, &stored.restart_at) {
@@ -267,6 +278,7 @@ impl StreamSource {
         if self.start_shard(shard, position, workers, true).await? {
             LeaseStolen {
                 uuid: &self.mapping.uuid,
+                metrics: &self.ctx.status.metrics,
                 shard_id: &target,
             }
             .emit();

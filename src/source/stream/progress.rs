@@ -122,6 +122,7 @@ impl Progress {
     pub(super) fn lose(&self, ctx: &ShardContext, shard_id: &str, owner: &str) {
         LeaseLost {
             uuid: &ctx.uuid,
+            metrics: &ctx.status.metrics,
             shard_id,
             owner,
         }

@@ -15,6 +15,7 @@ use super::reader::Reader;
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{CheckpointError, SequenceNumber, ShardLease, ShardStatus, WindowState};
+use crate::telemetry::events::LeaseReleased;
 use crate::telemetry::ShardState;
 
 /// How a shard worker ended.
@@ -41,6 +42,8 @@ pub(crate) async fn run_shard(
 ) -> ShardOutcome {
     let shard_id = shard.shard_id.clone();
     let progress = Arc::new(Progress::new(lease, checkpoint.clone()));
+    let held = &ctx.status.metrics.leases_held;
+    held.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     ctx.status.update_shard(&shard_id, |v| {
         v.status = ShardState::Reading;
         v.owner = Some(progress.lease.owner.clone());
@@ -95,7 +98,9 @@ pub(crate) async fn run_shard(
         let _ = task.await;
     }
 
-    settle_end(&ctx, &shard_id, &progress, ended).await
+    let outcome = settle_end(&ctx, &shard_id, &progress, ended).await;
+    held.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    outcome
 }
 
 /// How the worker ends once its reader and lanes stopped: handed over, failed, ended (marked
@@ -127,7 +132,14 @@ async fn settle_end(
         });
         return ShardOutcome::Ended;
     }
-    let _ = ctx.store.release(&progress.lease).await;
+    if ctx.store.release(&progress.lease).await.is_ok() {
+        LeaseReleased {
+            uuid: &ctx.uuid,
+            metrics: &ctx.status.metrics,
+            shard_id,
+        }
+        .emit();
+    }
     ctx.status
         .update_shard(shard_id, |v| v.status = ShardState::Stopped);
     ShardOutcome::Stopped

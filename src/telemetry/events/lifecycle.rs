@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::{counted, Event};
+use crate::telemetry::MappingMetrics;
 
 /// A mapping started polling.
 pub(crate) struct MappingStarted<'a> {
@@ -175,6 +176,7 @@ impl MappingStopped<'_> {
 /// Another instance took a shard's lease: this one stops reading and writing the shard.
 pub(crate) struct LeaseLost<'a> {
     pub(crate) uuid: &'a str,
+    pub(crate) metrics: &'a MappingMetrics,
     pub(crate) shard_id: &'a str,
     pub(crate) owner: &'a str,
 }
@@ -182,6 +184,7 @@ pub(crate) struct LeaseLost<'a> {
 impl LeaseLost<'_> {
     pub(crate) fn emit(&self) {
         counted(Event::LeaseLost, Some(self.uuid));
+        MappingMetrics::add(&self.metrics.leases_lost, 1);
         tracing::warn!(
             mapping = self.uuid,
             shard = self.shard_id,
@@ -194,16 +197,54 @@ impl LeaseLost<'_> {
 /// This instance took a shard from a more loaded instance (lease balancing).
 pub(crate) struct LeaseStolen<'a> {
     pub(crate) uuid: &'a str,
+    pub(crate) metrics: &'a MappingMetrics,
     pub(crate) shard_id: &'a str,
 }
 
 impl LeaseStolen<'_> {
     pub(crate) fn emit(&self) {
         counted(Event::LeaseStolen, Some(self.uuid));
+        MappingMetrics::add(&self.metrics.leases_stolen, 1);
         tracing::info!(
             mapping = self.uuid,
             shard = self.shard_id,
             "took a shard from a more loaded instance"
         );
+    }
+}
+
+/// This instance took a free or expired shard lease.
+pub(crate) struct LeaseTaken<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) metrics: &'a MappingMetrics,
+    pub(crate) shard_id: &'a str,
+    pub(crate) counter: u64,
+}
+
+impl LeaseTaken<'_> {
+    pub(crate) fn emit(&self) {
+        counted(Event::LeaseTaken, Some(self.uuid));
+        MappingMetrics::add(&self.metrics.leases_taken, 1);
+        tracing::debug!(
+            mapping = self.uuid,
+            shard = self.shard_id,
+            counter = self.counter,
+            "lease taken"
+        );
+    }
+}
+
+/// This instance gave a shard lease back (shutdown or reload), for another to take at once.
+pub(crate) struct LeaseReleased<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) metrics: &'a MappingMetrics,
+    pub(crate) shard_id: &'a str,
+}
+
+impl LeaseReleased<'_> {
+    pub(crate) fn emit(&self) {
+        counted(Event::LeaseReleased, Some(self.uuid));
+        MappingMetrics::add(&self.metrics.leases_released, 1);
+        tracing::debug!(mapping = self.uuid, shard = self.shard_id, "lease released");
     }
 }

@@ -37,9 +37,11 @@ pub(crate) enum Event {
     DestinationDelivered,
     LeaseLost,
     LeaseStolen,
+    LeaseTaken,
+    LeaseReleased,
 }
 
-const EVENTS: usize = 25;
+const EVENTS: usize = 27;
 
 /// The events' names in `esmd_events_total`, in [`Event`]'s order.
 const NAMES: [&str; EVENTS] = [
@@ -68,6 +70,8 @@ const NAMES: [&str; EVENTS] = [
     "destination_delivered",
     "lease_lost",
     "lease_stolen",
+    "lease_taken",
+    "lease_released",
 ];
 
 static COUNTS: [AtomicU64; EVENTS] = [const { AtomicU64::new(0) }; EVENTS];
