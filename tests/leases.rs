@@ -264,3 +264,66 @@ async fn a_paused_instance_writes_nothing_after_its_leases_were_taken() {
         a.logs()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_on_the_lease_table_refuse_a_held_shard_unless_forced() {
+    let moto = Moto::start();
+    let client = kinesis(&moto.endpoint).await;
+    create_stream(&client, "shared", 1).await;
+    produce(&client, 0, 5).await;
+    let function = FunctionServer::start(|_, _| Reply::ok(""));
+    let a = Esmd::start_leased(&moto, &function, "leases", "instance-a", &mapping());
+    eventually(Duration::from_secs(30), "5 records", Some(&a), || async {
+        delivered(&function).len() >= 5
+    })
+    .await;
+    a.wait_until_idle(Duration::from_secs(20));
+
+    // No store lock on the lease table: the CLI works beside a running daemon.
+    let (code, out, err) = a.cli(&["checkpoints", "list", "--json", "--config", "{config}"]);
+    assert_eq!(code, 0, "{err}");
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    let shard = &doc["mappings"][0]["shards"][0];
+    assert_eq!(shard["owner"], "instance-a");
+    assert!(shard["sequence_number"].is_string(), "{shard}");
+
+    let uuid = "3f0c7a52-1d44-4b8e-a2b5-0c9e6f1d2a10";
+    let set = |force: bool| {
+        let mut args = vec![
+            "checkpoints",
+            "set",
+            "--mapping",
+            uuid,
+            "--shard",
+            "shardId-000000000000",
+            "--trim-horizon",
+            "--config",
+            "{config}",
+        ];
+        if force {
+            args.push("--force");
+        }
+        a.cli(&args)
+    };
+    let (code, _, err) = set(false);
+    assert_eq!(code, 1);
+    assert!(err.contains("leased by instance-a"), "{err}");
+    let (code, out, err) = set(true);
+    assert_eq!(code, 0, "{out}{err}");
+    // The running instance is fenced off, takes the shard again and replays from the start.
+    eventually(Duration::from_secs(30), "the replay", Some(&a), || async {
+        delivered(&function).len() >= 10
+    })
+    .await;
+    assert_eq!(delivered(&function)[5..10], delivered(&function)[..5]);
+    let (code, _, err) = a.cli(&[
+        "checkpoints",
+        "reset",
+        "--mapping",
+        uuid,
+        "--config",
+        "{config}",
+    ]);
+    assert_eq!(code, 1, "reset is refused while the shard is leased");
+    assert!(err.contains("leased by"), "{err}");
+}

@@ -1,16 +1,21 @@
 //! `esmd checkpoints`: list, move and clear stream checkpoints in the configured store, for
-//! replay and rewind (AWS cannot do this). Every command takes the store's lock first, so it
-//! refuses to run while a daemon uses the same store.
+//! replay and rewind (AWS cannot do this), through the same [`CheckpointStore`] trait the
+//! daemon uses, on either backend. The SQLite store is locked first, so the commands refuse to
+//! run while a daemon uses it; on the lease table, `set` and `reset` refuse a shard another
+//! instance holds unless forced (and forcing fences that instance off the shard).
 
 use std::fmt::Write;
+use std::sync::Arc;
 
-use super::{CheckpointError, RestartAt, ShardCheckpoint, SqliteStore, StoreLock};
-use crate::config::{Config, MappingConfig, SourceKind};
+use super::dynamodb::DynamoStore;
+use super::{CheckpointError, CheckpointStore, RestartAt, ShardCheckpoint, SqliteStore, StoreLock};
+use crate::config::{Config, MappingConfig, SourceKind, StateBackend};
 
-/// An opened store, with its lock held for as long as this lives.
+/// An opened store (with its lock, for SQLite) and a runtime to drive it from the CLI.
 pub(crate) struct AdminStore {
-    store: SqliteStore,
-    _lock: StoreLock,
+    store: Arc<dyn CheckpointStore>,
+    runtime: tokio::runtime::Runtime,
+    _lock: Option<StoreLock>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -21,20 +26,57 @@ pub(crate) enum AdminError {
     UnknownMapping(String),
     #[error("`{0}` matches several mappings; give the uuid")]
     Ambiguous(String),
-    #[error("esmd checkpoints works on the sqlite backend only for now; the lease table `{0}` can be read with `aws dynamodb query --table-name {0}`")]
-    Unsupported(String),
+    #[error("shard {shard} is leased by {owner}, a running esmd; stop it first, or pass --force to fence it off")]
+    Leased { shard: String, owner: String },
+    #[error("cannot start a runtime: {0}")]
+    Runtime(#[from] std::io::Error),
 }
 
 impl AdminStore {
     pub(crate) fn open(config: &Config) -> Result<Self, AdminError> {
-        if let crate::config::StateBackend::DynamoDb(leases) = &config.state.backend {
-            return Err(AdminError::Unsupported(leases.table.clone()));
-        }
-        let lock = StoreLock::acquire(&config.state.path)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (store, lock): (Arc<dyn CheckpointStore>, _) = match &config.state.backend {
+            StateBackend::Sqlite => {
+                let lock = StoreLock::acquire(&config.state.path)?;
+                (Arc::new(SqliteStore::open(&config.state.path)?), Some(lock))
+            }
+            StateBackend::DynamoDb(leases) => {
+                let store = runtime.block_on(async {
+                    let aws = crate::aws::AwsContext::load(&config.aws).await;
+                    DynamoStore::open(aws.dynamodb(), leases).await
+                })?;
+                (Arc::new(store), None)
+            }
+        };
         Ok(AdminStore {
-            store: SqliteStore::open(&config.state.path)?,
+            store,
+            runtime,
             _lock: lock,
         })
+    }
+
+    fn shards(&self, uuid: &str) -> Result<Vec<ShardCheckpoint>, AdminError> {
+        Ok(self.runtime.block_on(self.store.shards(uuid))?)
+    }
+
+    /// Refuses to move a shard another instance holds, unless forced.
+    fn check_free(&self, uuid: &str, shard: Option<&str>, force: bool) -> Result<(), AdminError> {
+        if force {
+            return Ok(());
+        }
+        let held = self
+            .shards(uuid)?
+            .into_iter()
+            .find(|s| s.owner.is_some() && shard.is_none_or(|wanted| s.shard_id == wanted));
+        match held {
+            Some(s) => Err(AdminError::Leased {
+                shard: s.shard_id,
+                owner: s.owner.unwrap_or_default(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Every stream mapping of the config with its stored shards.
@@ -46,7 +88,7 @@ impl AdminStore {
             .mappings
             .iter()
             .filter(|m| m.kind() != SourceKind::Sqs)
-            .map(|m| Ok((m, self.store.shards_blocking(&m.uuid)?)))
+            .map(|m| Ok((m, self.shards(&m.uuid)?)))
             .collect()
     }
 
@@ -69,6 +111,7 @@ impl AdminStore {
                             "updated_at": s.updated_at,
                             "age_seconds": age(now, &s.updated_at).map(|a| a.num_seconds().max(0)),
                             "restart_at": s.restart_at.as_ref().map(RestartAt::to_text),
+                            "owner": s.owner,
                             "window": s.window.as_ref().map(|w| serde_json::json!({
                                 "start": w.start.to_rfc3339(),
                                 "end": w.end.to_rfc3339(),
@@ -110,6 +153,9 @@ impl AdminStore {
                 if let Some(at) = &s.restart_at {
                     let _ = write!(out, "  next read: {}", at.to_text());
                 }
+                if let Some(owner) = &s.owner {
+                    let _ = write!(out, "  leased by {owner}");
+                }
                 if let Some(w) = &s.window {
                     let _ = write!(
                         out,
@@ -134,11 +180,12 @@ impl AdminStore {
         mapping: &str,
         shard_id: &str,
         position: &RestartAt,
-        json: bool,
+        (json, force): (bool, bool),
     ) -> Result<String, AdminError> {
         let m = find(config, mapping)?;
-        self.store
-            .set_position_blocking(&m.uuid, shard_id, position)?;
+        self.check_free(&m.uuid, Some(shard_id), force)?;
+        self.runtime
+            .block_on(self.store.set_position(&m.uuid, shard_id, position))?;
         Ok(match json {
             true => format!(
                 "{}\n",
@@ -157,10 +204,11 @@ impl AdminStore {
         &self,
         config: &Config,
         mapping: &str,
-        json: bool,
+        (json, force): (bool, bool),
     ) -> Result<String, AdminError> {
         let m = find(config, mapping)?;
-        let n = self.store.reset_blocking(&m.uuid)?;
+        self.check_free(&m.uuid, None, force)?;
+        let n = self.runtime.block_on(self.store.reset(&m.uuid))?;
         Ok(match json {
             true => format!("{}\n", serde_json::json!({"uuid": m.uuid, "cleared_shards": n})),
             false => format!(

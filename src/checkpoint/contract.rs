@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use super::memory::MemoryStore;
 use super::{
-    CheckpointError, CheckpointStore, SequenceNumber, ShardStatus, SqliteStore, WindowState,
+    CheckpointError, CheckpointStore, RestartAt, SequenceNumber, ShardStatus, SqliteStore,
+    WindowState,
 };
 
 type Store = Arc<dyn CheckpointStore>;
@@ -32,6 +33,42 @@ async fn contract(mut fresh: impl FnMut() -> Store) {
     a_uuid_stays_bound_to_its_source(fresh()).await;
     window_state_and_checkpoint_are_written_together(fresh()).await;
     finishing_and_releasing_keep_the_checkpoint(fresh()).await;
+    an_operator_position_replaces_the_checkpoint_until_the_next_one(fresh()).await;
+    reset_forgets_a_mapping_only(fresh()).await;
+}
+
+async fn an_operator_position_replaces_the_checkpoint_until_the_next_one(store: Store) {
+    let (lease, _) = store.acquire("m", "s").await.unwrap().unwrap();
+    store.checkpoint(&lease, &seq("8")).await.unwrap();
+    let at = RestartAt::AtSequenceNumber(seq("3"));
+    store.set_position("m", "s", &at).await.unwrap();
+    let refused = store.checkpoint(&lease, &seq("9")).await;
+    assert!(
+        matches!(refused, Err(CheckpointError::LeaseLost { .. })),
+        "the holder is fenced off: {refused:?}"
+    );
+    let (lease, cp) = store.acquire("m", "s").await.unwrap().unwrap();
+    assert_eq!((cp.sequence_number, cp.restart_at), (None, Some(at)));
+    store.checkpoint(&lease, &seq("4")).await.unwrap();
+    let cp = store.shards("m").await.unwrap().remove(0);
+    assert_eq!((cp.sequence_number, cp.restart_at), (Some(seq("4")), None));
+    // A shard never seen before can be positioned too.
+    store
+        .set_position("m", "new", &RestartAt::Latest)
+        .await
+        .unwrap();
+    assert_eq!(store.shards("m").await.unwrap().len(), 2);
+}
+
+async fn reset_forgets_a_mapping_only(store: Store) {
+    store.bind_mapping("m", "arn:a").await.unwrap();
+    store.acquire("m", "s1").await.unwrap();
+    store.acquire("m", "s2").await.unwrap();
+    store.acquire("keep", "s1").await.unwrap();
+    assert_eq!(store.reset("m").await.unwrap(), 2);
+    assert!(store.shards("m").await.unwrap().is_empty());
+    assert_eq!(store.shards("keep").await.unwrap().len(), 1);
+    store.bind_mapping("m", "arn:b").await.unwrap();
 }
 
 async fn a_new_shard_starts_reading_without_a_checkpoint(store: Store) {
@@ -293,7 +330,7 @@ mod on_moto {
     async fn the_dynamodb_store_keeps_the_contract() {
         let moto = moto();
         let mut stores = Vec::new();
-        for i in 0..6 {
+        for i in 0..8 {
             stores.push(
                 store(
                     &moto,

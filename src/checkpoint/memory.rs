@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use futures::future::BoxFuture;
 
 use super::{
-    CheckpointError, CheckpointStore, SequenceNumber, ShardCheckpoint, ShardLease, ShardStatus,
-    WindowState,
+    CheckpointError, CheckpointStore, RestartAt, SequenceNumber, ShardCheckpoint, ShardLease,
+    ShardStatus, WindowState,
 };
 
 #[derive(Debug, Default)]
@@ -58,6 +58,18 @@ impl MemoryStore {
     }
 }
 
+fn new_row(shard_id: &str) -> ShardCheckpoint {
+    ShardCheckpoint {
+        shard_id: shard_id.into(),
+        sequence_number: None,
+        status: ShardStatus::Reading,
+        updated_at: now(),
+        window: None,
+        restart_at: None,
+        owner: None,
+    }
+}
+
 fn now() -> String {
     chrono::Utc::now().to_rfc3339()
 }
@@ -100,6 +112,40 @@ fn advance(row: &mut ShardCheckpoint, proposed: &SequenceNumber) -> Result<(), C
 }
 
 impl CheckpointStore for MemoryStore {
+    fn set_position<'a>(
+        &'a self,
+        uuid: &'a str,
+        shard_id: &'a str,
+        position: &'a RestartAt,
+    ) -> BoxFuture<'a, Result<(), CheckpointError>> {
+        Box::pin(async move {
+            self.with(|state| {
+                let entry = state
+                    .shards
+                    .entry((uuid.into(), shard_id.into()))
+                    .or_insert_with(|| (new_row(shard_id), None, 0));
+                entry.0.sequence_number = None;
+                entry.0.window = None;
+                entry.0.status = ShardStatus::Reading;
+                entry.0.restart_at = Some(position.clone());
+                entry.1 = None;
+                entry.2 += 1;
+                Ok(())
+            })
+        })
+    }
+
+    fn reset<'a>(&'a self, uuid: &'a str) -> BoxFuture<'a, Result<usize, CheckpointError>> {
+        Box::pin(async move {
+            self.with(|state| {
+                let before = state.shards.len();
+                state.shards.retain(|(u, _), _| u != uuid);
+                state.mappings.remove(uuid);
+                Ok(before - state.shards.len())
+            })
+        })
+    }
+
     fn bind_mapping<'a>(
         &'a self,
         uuid: &'a str,
@@ -147,18 +193,7 @@ impl CheckpointStore for MemoryStore {
                 let entry = state
                     .shards
                     .entry((uuid.into(), shard_id.into()))
-                    .or_insert_with(|| {
-                        let row = ShardCheckpoint {
-                            shard_id: shard_id.into(),
-                            sequence_number: None,
-                            status: ShardStatus::Reading,
-                            updated_at: now(),
-                            window: None,
-                            restart_at: None,
-                            owner: None,
-                        };
-                        (row, None, 0)
-                    });
+                    .or_insert_with(|| (new_row(shard_id), None, 0));
                 // One owner, as in the SQLite store: a lease is simply taken over.
                 entry.1 = Some(self.owner.clone());
                 entry.2 += 1;

@@ -229,6 +229,19 @@ pub(crate) trait CheckpointStore: Send + Sync {
     /// Gives the lease up (shutdown); the checkpoint stays.
     fn release<'a>(&'a self, lease: &'a ShardLease) -> BoxFuture<'a, Result<(), CheckpointError>>;
 
+    /// Operator (`esmd checkpoints set`): the shard's next reader starts at `position`; its
+    /// checkpoint and window are cleared and any holder's lease is fenced off.
+    fn set_position<'a>(
+        &'a self,
+        uuid: &'a str,
+        shard_id: &'a str,
+        position: &'a RestartAt,
+    ) -> BoxFuture<'a, Result<(), CheckpointError>>;
+
+    /// Operator (`esmd checkpoints reset`): forgets every shard of a mapping and its binding;
+    /// returns how many shards were cleared.
+    fn reset<'a>(&'a self, uuid: &'a str) -> BoxFuture<'a, Result<usize, CheckpointError>>;
+
     /// Takes the lease on a shard even while another instance holds it (lease balancing);
     /// the holder is fenced off. A store with one owner takes it as [`Self::acquire`] does.
     fn steal<'a>(

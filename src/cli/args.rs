@@ -60,12 +60,19 @@ pub(crate) enum CheckpointsAction {
         shard: String,
         #[command(flatten)]
         position: PositionArgs,
+        /// Lease table only: move the shard even while an instance holds its lease (that
+        /// instance is fenced off the shard).
+        #[arg(long)]
+        force: bool,
     },
     /// Forget a mapping's checkpoints; the next run starts at its starting_position.
     Reset {
         /// The mapping's uuid or event_source_arn.
         #[arg(long)]
         mapping: String,
+        /// Lease table only: reset even while instances hold the mapping's leases.
+        #[arg(long)]
+        force: bool,
     },
 }
 

@@ -122,11 +122,14 @@ fn checkpoints(path: &Path, action: &CheckpointsAction, json: bool) -> anyhow::R
             mapping,
             shard,
             position,
+            force,
         } => {
             let position = position.to_restart_at().map_err(anyhow::Error::msg)?;
-            store.set(&config, mapping, shard, &position, json)?
+            store.set(&config, mapping, shard, &position, (json, *force))?
         }
-        CheckpointsAction::Reset { mapping } => store.reset(&config, mapping, json)?,
+        CheckpointsAction::Reset { mapping, force } => {
+            store.reset(&config, mapping, (json, *force))?
+        }
     })
 }
 

@@ -156,8 +156,8 @@ impl Esmd {
         )
     }
 
-    /// Runs `esmd <args…>` where `{config}` in `args` stands for this esmd's config file:
-    /// (exit code, stdout, stderr).
+    /// Runs `esmd <args…>`, with this esmd's environment, where `{config}` in `args` stands
+    /// for its config file: (exit code, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
         let config = self.config_path.display().to_string();
         let args: Vec<String> = args
@@ -166,6 +166,7 @@ impl Esmd {
             .collect();
         let out = Command::new(env!("CARGO_BIN_EXE_esmd"))
             .args(&args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("run esmd");
         (

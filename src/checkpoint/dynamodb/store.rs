@@ -9,8 +9,8 @@ use futures::future::BoxFuture;
 use super::item::{get_n, get_s, is_shard, n, s, to_checkpoint, window_sk, Item, MAPPING_SK};
 use super::{call, now_ms, DynamoStore, Failed};
 use crate::checkpoint::{
-    CheckpointError, CheckpointStore, SequenceNumber, ShardCheckpoint, ShardLease, ShardStatus,
-    WindowState,
+    CheckpointError, CheckpointStore, RestartAt, SequenceNumber, ShardCheckpoint, ShardLease,
+    ShardStatus, WindowState,
 };
 
 impl DynamoStore {
@@ -282,6 +282,70 @@ impl CheckpointStore for DynamoStore {
                 Ok(()) | Err(Failed::Condition) => Ok(()),
                 Err(Failed::Store(e)) => Err(e),
             }
+        })
+    }
+
+    fn set_position<'a>(
+        &'a self,
+        uuid: &'a str,
+        shard_id: &'a str,
+        position: &'a RestartAt,
+    ) -> BoxFuture<'a, Result<(), CheckpointError>> {
+        Box::pin(async move {
+            // Raising the counter and removing the owner fences off whoever held the shard,
+            // so its next write cannot clear the operator's position.
+            call("UpdateItem", || {
+                self.client
+                    .update_item()
+                    .table_name(&self.table)
+                    .key("pk", s(uuid))
+                    .key("sk", s(shard_id))
+                    .update_expression(
+                        "SET #r = :r, #s = :reading, #u = :now, #e = :zero, \
+                         #c = if_not_exists(#c, :zero) + :one \
+                         REMOVE #o, #cp, window_start, window_end, window_chunks",
+                    )
+                    .expression_attribute_names("#r", "restart_at")
+                    .expression_attribute_names("#s", "status")
+                    .expression_attribute_names("#u", "updated_at")
+                    .expression_attribute_names("#e", "expires_at")
+                    .expression_attribute_names("#c", "counter")
+                    .expression_attribute_names("#o", "owner")
+                    .expression_attribute_names("#cp", "checkpoint")
+                    .expression_attribute_values(":r", s(position.to_text()))
+                    .expression_attribute_values(":reading", s(ShardStatus::Reading.as_str()))
+                    .expression_attribute_values(":now", s(chrono::Utc::now().to_rfc3339()))
+                    .expression_attribute_values(":zero", n(0))
+                    .expression_attribute_values(":one", n(1))
+                    .send()
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| super::store_error(e, "UpdateItem"))
+        })
+    }
+
+    fn reset<'a>(&'a self, uuid: &'a str) -> BoxFuture<'a, Result<usize, CheckpointError>> {
+        Box::pin(async move {
+            let items = self.items(uuid).await?;
+            let mut shards = 0;
+            for item in &items {
+                let Some(sk) = get_s(item, "sk") else {
+                    continue;
+                };
+                shards += usize::from(is_shard(sk));
+                call("DeleteItem", || {
+                    self.client
+                        .delete_item()
+                        .table_name(&self.table)
+                        .key("pk", s(uuid))
+                        .key("sk", s(sk))
+                        .send()
+                })
+                .await
+                .map_err(|e| super::store_error(e, "DeleteItem"))?;
+            }
+            Ok(shards)
         })
     }
 

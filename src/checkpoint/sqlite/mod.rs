@@ -96,7 +96,8 @@ impl SqliteStore {
         .map_err(storage)?
     }
 
-    /// A mapping's shards, without a runtime (for the CLI).
+    /// A mapping's shards, without a runtime (for tests of old stores).
+    #[cfg(test)]
     pub(crate) fn shards_blocking(
         &self,
         uuid: &str,
@@ -104,41 +105,48 @@ impl SqliteStore {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         read_shards(&conn, uuid)
     }
+}
 
-    /// Moves a shard to an operator-chosen position (for the CLI): the checkpoint and any
-    /// window state are cleared, the shard reads again from `position`, and the lease counter
-    /// moves so that a stale writer is refused. The shard's row is created if needed.
-    pub(crate) fn set_position_blocking(
-        &self,
-        uuid: &str,
-        shard_id: &str,
-        position: &RestartAt,
-    ) -> Result<(), CheckpointError> {
-        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        conn.execute(
-            "INSERT INTO shards (mapping_uuid, shard_id, status, updated_at) \
-             VALUES (?1, ?2, 'reading', ?3) ON CONFLICT DO NOTHING",
-            params![uuid, shard_id, now()],
-        )
-        .map_err(storage)?;
-        conn.execute(
-            "UPDATE shards SET sequence_number = NULL, window = NULL, restart_at = ?3, \
-             status = 'reading', owner = NULL, lease_counter = lease_counter + 1, updated_at = ?4 \
-             WHERE mapping_uuid = ?1 AND shard_id = ?2",
-            params![uuid, shard_id, position.to_text(), now()],
-        )
-        .map_err(storage)?;
-        Ok(())
-    }
-
-    /// Deletes a mapping's state without a runtime (for the CLI).
-    pub(crate) fn reset_blocking(&self, uuid: &str) -> Result<usize, CheckpointError> {
-        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        reset(&mut conn, uuid)
-    }
+/// Moves a shard to an operator-chosen position: the checkpoint and any window are cleared, the
+/// lease counter raised.
+fn set_position(
+    conn: &mut Connection,
+    uuid: &str,
+    shard_id: &str,
+    position: &RestartAt,
+) -> Result<(), CheckpointError> {
+    conn.execute(
+        "INSERT INTO shards (mapping_uuid, shard_id, status, updated_at) \
+         VALUES (?1, ?2, 'reading', ?3) ON CONFLICT DO NOTHING",
+        params![uuid, shard_id, now()],
+    )
+    .map_err(storage)?;
+    conn.execute(
+        "UPDATE shards SET sequence_number = NULL, window = NULL, restart_at = ?3, \
+         status = 'reading', owner = NULL, lease_counter = lease_counter + 1, updated_at = ?4 \
+         WHERE mapping_uuid = ?1 AND shard_id = ?2",
+        params![uuid, shard_id, position.to_text(), now()],
+    )
+    .map_err(storage)?;
+    Ok(())
 }
 
 impl CheckpointStore for SqliteStore {
+    fn set_position<'a>(
+        &'a self,
+        uuid: &'a str,
+        shard_id: &'a str,
+        position: &'a RestartAt,
+    ) -> BoxFuture<'a, Result<(), CheckpointError>> {
+        let (uuid, shard, position) = (uuid.to_string(), shard_id.to_string(), position.clone());
+        Box::pin(self.with(move |conn, _| set_position(conn, &uuid, &shard, &position)))
+    }
+
+    fn reset<'a>(&'a self, uuid: &'a str) -> BoxFuture<'a, Result<usize, CheckpointError>> {
+        let uuid = uuid.to_string();
+        Box::pin(self.with(move |conn, _| reset(conn, &uuid)))
+    }
+
     fn bind_mapping<'a>(
         &'a self,
         uuid: &'a str,
