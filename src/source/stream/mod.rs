@@ -266,23 +266,22 @@ impl StreamSource {
             .iter()
             .map(|(shard, owner)| (shard.shard_id.clone(), owner.clone()))
             .collect();
-        let Some(target) = balance::shard_to_steal(me, &leases) else {
-            return Ok(());
-        };
-        let Some((shard, _)) = open.iter().find(|(s, _)| s.shard_id == target) else {
-            return Ok(());
-        };
-        let Some(position) = lineage::start_position(shard, stored, listed, &configured) else {
-            return Ok(());
-        };
-        if self.start_shard(shard, position, workers, true).await? {
-            LeaseStolen {
-                uuid: &self.mapping.uuid,
-                metrics: &self.ctx.status.metrics,
-                shard_id: &target,
+        for target in balance::shards_to_steal(me, &leases) {
+            let Some((shard, _)) = open.iter().find(|(s, _)| s.shard_id == target) else {
+                continue;
+            };
+            let Some(position) = lineage::start_position(shard, stored, listed, &configured) else {
+                continue;
+            };
+            if self.start_shard(shard, position, workers, true).await? {
+                LeaseStolen {
+                    uuid: &self.mapping.uuid,
+                    metrics: &self.ctx.status.metrics,
+                    shard_id: &target,
+                }
+                .emit();
+                running.insert(target);
             }
-            .emit();
-            running.insert(target);
         }
         Ok(())
     }
