@@ -239,3 +239,143 @@ async fn split_and_merge_read_parents_to_the_end_before_children() {
         "ended by the real signal"
     );
 }
+
+/// Two esmd instances sharing the stream through the DynamoDB lease table (on moto), reading
+/// Kinesis from kinesis-local: a split and a merge while both run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_and_a_merge_across_two_instances_keep_parents_before_children() {
+    let kl = KinesisLocal::start();
+    let moto = Moto::start();
+    let client = aws_sdk_kinesis::Client::new(&sdk_config(&kl.endpoint).await);
+    client
+        .create_stream()
+        .stream_name("reshard")
+        .shard_count(2)
+        .send()
+        .await
+        .unwrap();
+    let arn = wait_active(&client, "reshard").await;
+    let keys = [
+        "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
+    ];
+    for (i, k) in keys.iter().enumerate() {
+        put(&client, k, &format!("parent-{i}")).await;
+    }
+    let function = FunctionServer::start(|_, _| Reply::ok(""));
+    let config = format!(
+        "[[mapping]]\nevent_source_arn = \"{arn}\"\nfunction_name = \"f\"\nstarting_position = \"TRIM_HORIZON\"\n"
+    );
+    let start = |name: &str| {
+        let state = format!(
+            "[state]\nbackend = \"dynamodb\"\ntable = \"leases\"\ninstance_id = \"{name}\"\nlease_duration_seconds = 3\n"
+        );
+        let env = [("AWS_ENDPOINT_URL_DYNAMODB", moto.endpoint.as_str())];
+        Esmd::start_with_state(&kl.endpoint, &function, Some(&state), &config, &env)
+    };
+    let a = start("instance-a");
+    let b = start("instance-b");
+    let reading = |e: &Esmd| {
+        e.mappings()["mappings"][0]["shards"]
+            .as_object()
+            .map_or(0, |s| {
+                s.values().filter(|v| v["status"] == "reading").count()
+            })
+    };
+    b.wait_for(Duration::from_secs(30), "one shard each", || {
+        reading(&a) == 1 && reading(&b) == 1
+    });
+    eventually(
+        Duration::from_secs(30),
+        "parent records",
+        Some(&a),
+        || async { delivered(&function).len() >= 8 },
+    )
+    .await;
+
+    client
+        .split_shard()
+        .stream_name("reshard")
+        .shard_to_split("shardId-000000000000")
+        .new_starting_hash_key("85070591730234615865843651857942052864")
+        .send()
+        .await
+        .unwrap();
+    wait_active(&client, "reshard").await;
+    for (i, k) in keys.iter().enumerate() {
+        put(&client, k, &format!("child-{i}")).await;
+    }
+    eventually(
+        Duration::from_secs(40),
+        "children's records",
+        Some(&a),
+        || async { delivered(&function).len() >= 16 },
+    )
+    .await;
+    client
+        .merge_shards()
+        .stream_name("reshard")
+        .shard_to_merge("shardId-000000000002")
+        .adjacent_shard_to_merge("shardId-000000000003")
+        .send()
+        .await
+        .unwrap();
+    wait_active(&client, "reshard").await;
+    for (i, k) in keys.iter().enumerate() {
+        put(&client, k, &format!("merged-{i}")).await;
+    }
+    eventually(
+        Duration::from_secs(40),
+        "every record",
+        Some(&a),
+        || async {
+            let all = delivered(&function);
+            let unique: std::collections::HashSet<_> = all.iter().map(|(_, d)| d.clone()).collect();
+            unique.len() >= 24
+        },
+    )
+    .await;
+
+    let all = delivered(&function);
+    let first = |shard: &str| all.iter().position(|(s, _)| s == shard);
+    let last = |shard: &str| all.iter().rposition(|(s, _)| s == shard);
+    let parent_end = last("shardId-000000000000").unwrap();
+    for child in ["shardId-000000000002", "shardId-000000000003"] {
+        if let Some(start) = first(child) {
+            assert!(
+                start > parent_end,
+                "{child} started after its parent ended: {all:?}"
+            );
+        }
+    }
+    let merged = first("shardId-000000000004").expect("the merged shard was read");
+    for parent in ["shardId-000000000002", "shardId-000000000003"] {
+        if let Some(end) = last(parent) {
+            assert!(
+                merged > end,
+                "the merged shard started after {parent} ended: {all:?}"
+            );
+        }
+    }
+    // Order per key across the lineage: parent, then child, then merged.
+    for key in 0..keys.len() {
+        let stage = |prefix: &str| {
+            all.iter()
+                .position(|(_, d)| *d == format!("{prefix}-{key}"))
+        };
+        let (p, c, m) = (stage("parent"), stage("child"), stage("merged"));
+        if p.is_some() && c.is_some() && m.is_some() {
+            assert!(p < c && c < m, "key {key}: {all:?}");
+        }
+    }
+    let owners: std::collections::HashSet<String> = [&a, &b]
+        .iter()
+        .flat_map(|e| {
+            e.logs()
+                .lines()
+                .filter(|l| l.contains("shard reader started"))
+                .map(|l| l.to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(owners.len() >= 4, "both instances read shards");
+}
