@@ -3,6 +3,7 @@
 //! on moto, when installed), and prints one table. See `bench/README.md`.
 
 mod baseline;
+mod failover;
 mod function;
 mod loopback;
 mod peer;
@@ -50,6 +51,24 @@ enum Command {
         #[arg(long)]
         only: Option<String>,
     },
+    /// Lease-table failover: kill -9 and SIGTERM trials over two instances on moto.
+    Failover {
+        #[arg(long, default_value = "target/release/esmd")]
+        esmd: PathBuf,
+        #[arg(long, default_value = "moto_server")]
+        moto: String,
+        /// kill -9 trials.
+        #[arg(long, default_value_t = 20)]
+        trials: usize,
+        /// SIGTERM trials.
+        #[arg(long, default_value_t = 5)]
+        handoffs: usize,
+        /// lease_duration_seconds of the instances (esmd's default: 6).
+        #[arg(long, default_value_t = 6)]
+        lease_seconds: u64,
+        #[arg(long, default_value_t = 4)]
+        shards: usize,
+    },
     /// Internal: the raw-SDK SQS loop (endpoints from the AWS environment variables).
     BaselineSqs {
         queue_url: String,
@@ -94,6 +113,24 @@ fn main() -> anyhow::Result<()> {
                 let failed = results.iter().filter(|r| r.error.is_some()).count();
                 anyhow::ensure!(failed == 0, "{failed} benchmark(s) failed");
                 Ok(())
+            }
+            Command::Failover {
+                esmd,
+                moto,
+                trials,
+                handoffs,
+                lease_seconds,
+                shards,
+            } => {
+                failover::run(failover::Options {
+                    esmd,
+                    moto,
+                    trials,
+                    handoffs,
+                    lease_seconds,
+                    shards,
+                })
+                .await
             }
             Command::BaselineSqs {
                 queue_url,

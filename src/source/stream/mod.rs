@@ -48,6 +48,11 @@ pub(crate) use shard::ShardOutcome;
 /// How often shards are re-listed to find new ones.
 pub(crate) const DISCOVERY_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How often shards and leases are looked at when instances share a lease table: released
+/// and expired leases are taken, and shards balanced, within this (one `Query` of the table
+/// and one `ListShards` per mapping per period).
+pub(crate) const SHARED_DISCOVERY_INTERVAL: Duration = Duration::from_secs(2);
+
 pub(crate) struct StreamSource {
     pub(crate) mapping: Arc<MappingConfig>,
     pub(crate) starting_position: StartingPosition,
@@ -84,7 +89,10 @@ impl StreamSource {
             let delay = match self.discover(&mut workers, &mut running).await {
                 Ok(()) => {
                     pacer.reset();
-                    DISCOVERY_INTERVAL
+                    match ctx.store.renew_interval() {
+                        Some(_) => SHARED_DISCOVERY_INTERVAL,
+                        None => DISCOVERY_INTERVAL,
+                    }
                 }
                 Err(message) => {
                     let delay = pacer.next(Pace::ErrorState);
