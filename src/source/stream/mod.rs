@@ -328,8 +328,14 @@ impl StreamSource {
             ctx.status.set_polling();
         }
         let configured = self.configured_position();
+        let me = ctx.store.owner();
         for shard in &shards {
             if running.contains(&shard.shard_id) {
+                continue;
+            }
+            // Another instance's live lease: no point asking for it (balancing may steal it).
+            let owner = stored.get(&shard.shard_id).and_then(|s| s.owner.as_deref());
+            if owner.is_some_and(|o| Some(o) != me) {
                 continue;
             }
             let Some(position) = lineage::start_position(shard, &stored, &listed, &configured)
