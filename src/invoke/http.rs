@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
 use super::{InvokeOutcome, Invoker};
+use crate::config::MAX_INVOKE_PAYLOAD_BYTES;
 
 /// How long one request may take: Lambda's own 15-minute ceiling.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(900);
@@ -69,8 +70,14 @@ impl HttpInvoker {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = match response.into_body().collect().await {
+        // Lambda caps a synchronous response at 6 MB and reports a larger one as a function
+        // error; reading stops at the cap, so a runaway answer cannot exhaust memory.
+        let limited = Limited::new(response.into_body(), MAX_INVOKE_PAYLOAD_BYTES);
+        let body = match limited.collect().await {
             Ok(b) => b.to_bytes(),
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                return response_too_large();
+            }
             Err(e) => {
                 return InvokeOutcome::ServiceError {
                     message: format!("{}: reading the response: {e}", self.url),
@@ -78,6 +85,16 @@ impl HttpInvoker {
             }
         };
         classify(status.as_u16(), retry_after, body)
+    }
+}
+
+/// What Lambda answers for a response over its 6 MB limit: a function error.
+pub(crate) fn response_too_large() -> InvokeOutcome {
+    InvokeOutcome::FunctionError {
+        kind: "Unhandled".into(),
+        body: Bytes::from_static(
+            br#"{"errorType":"Function.ResponseSizeTooLarge","errorMessage":"Response payload size exceeded maximum allowed payload size."}"#,
+        ),
     }
 }
 
@@ -105,6 +122,52 @@ impl Invoker for HttpInvoker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A target that answers 200 with a body of `size` bytes of spaces.
+    async fn answering(size: usize) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/events", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = vec![0u8; 64 * 1024];
+                let _ = socket.read(&mut request).await;
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n");
+                let _ = socket.write_all(head.as_bytes()).await;
+                let chunk = vec![b' '; 64 * 1024];
+                let mut sent = 0;
+                while sent < size {
+                    let n = chunk.len().min(size - sent);
+                    if socket.write_all(&chunk[..n]).await.is_err() {
+                        break;
+                    }
+                    sent += n;
+                }
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_response_over_six_megabytes_is_a_function_error_not_a_success() {
+        let big = HttpInvoker::new(&answering(MAX_INVOKE_PAYLOAD_BYTES + 1024 * 1024).await)
+            .post(Bytes::from_static(b"{}"))
+            .await;
+        assert_eq!(
+            big,
+            response_too_large(),
+            "a whitespace body over the cap is no success"
+        );
+        assert!(
+            big.summary().contains("Function.ResponseSizeTooLarge"),
+            "{}",
+            big.summary()
+        );
+        let small = HttpInvoker::new(&answering(1024).await)
+            .post(Bytes::from_static(b"{}"))
+            .await;
+        assert!(matches!(small, InvokeOutcome::Returned { .. }), "{small:?}");
+    }
 
     #[test]
     fn statuses_map_like_lambda() {
