@@ -17,6 +17,7 @@ pub(crate) mod error;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 
@@ -94,8 +95,18 @@ impl AwsContext {
         endpoint_for(service, &self.settings, |k| std::env::var(k).ok())
     }
 
+    /// The SQS client. Its calls are bounded by a 30 s attempt timeout (a long poll waits at
+    /// most 20 s) rather than by the SDK's stalled-stream protection, whose throughput checks
+    /// run timers for the whole of every idle long poll: an idle mapping should cost nothing.
     pub(crate) fn sqs(&self) -> aws_sdk_sqs::Client {
-        let mut b = aws_sdk_sqs::config::Builder::from(&self.sdk);
+        let mut b = aws_sdk_sqs::config::Builder::from(&self.sdk)
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(30))
+                    .build(),
+            );
         if let Some(url) = self.endpoint(Service::Sqs) {
             b = b.endpoint_url(url);
         }
