@@ -300,7 +300,7 @@ mod on_moto {
         }
     }
 
-    async fn store(moto: &Moto, table: &str, owner: &str, lease: Duration) -> Store {
+    async fn client(moto: &Moto) -> aws_sdk_dynamodb::Client {
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
@@ -309,13 +309,20 @@ mod on_moto {
             .endpoint_url(&moto.endpoint)
             .load()
             .await;
+        aws_sdk_dynamodb::Client::new(&sdk)
+    }
+
+    async fn store(moto: &Moto, table: &str, owner: &str, lease: Duration) -> Store {
         let settings = LeaseSettings {
             table: table.into(),
             instance_id: Some(owner.into()),
             lease_duration: lease,
         };
-        let client = aws_sdk_dynamodb::Client::new(&sdk);
-        Arc::new(DynamoStore::open(client, &settings).await.unwrap())
+        Arc::new(
+            DynamoStore::open(client(moto).await, &settings)
+                .await
+                .unwrap(),
+        )
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -383,15 +390,7 @@ mod on_moto {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_table_with_another_key_schema_is_refused() {
         let moto = moto();
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .endpoint_url(&moto.endpoint)
-            .load()
-            .await;
-        let client = aws_sdk_dynamodb::Client::new(&sdk);
+        let client = client(&moto).await;
         use aws_sdk_dynamodb::types::*;
         client
             .create_table()

@@ -4,28 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::checkpoint::memory::MemoryStore;
-use crate::config::FailureDestination;
-use crate::failure::destination::{Delivery, DestinationError};
+use crate::failure::destination::NoDestination;
 use crate::invoke::twin::ScriptedFunction;
 use crate::source::sqs::twin::MemorySqs;
 use crate::source::stream::twin::MemoryStream;
-
-struct NoDestination;
-
-impl DestinationSender for NoDestination {
-    fn send<'a>(
-        &'a self,
-        _: &'a FailureDestination,
-        _: &'a Delivery,
-    ) -> BoxFuture<'a, Result<(), DestinationError>> {
-        Box::pin(async { Ok(()) })
-    }
-}
 
 #[tokio::test(start_paused = true)]
 async fn a_failing_store_drains_every_mapping_and_ends_the_daemon_with_an_error() {

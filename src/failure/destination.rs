@@ -284,6 +284,21 @@ impl DestinationSender for SdkDestinations {
     }
 }
 
+/// A destination that accepts everything, for tests that give nothing up.
+#[cfg(test)]
+pub(crate) struct NoDestination;
+
+#[cfg(test)]
+impl DestinationSender for NoDestination {
+    fn send<'a>(
+        &'a self,
+        _: &'a FailureDestination,
+        _: &'a Delivery,
+    ) -> BoxFuture<'a, Result<(), DestinationError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -68,6 +68,29 @@ impl InvokeOutcome {
     }
 }
 
+/// Invokes once and reports it: the invocation, its records and its duration are counted on
+/// the mapping and logged as `BatchInvoked` (outcome summary only, never the payload).
+pub(crate) async fn invoke_counted(
+    invoker: &dyn Invoker,
+    status: &crate::telemetry::MappingStatus,
+    payload: &Bytes,
+    records: usize,
+) -> InvokeOutcome {
+    let started = tokio::time::Instant::now();
+    let outcome = invoker.invoke(&status.function_name, payload.clone()).await;
+    crate::telemetry::events::BatchInvoked {
+        uuid: &status.uuid,
+        metrics: &status.metrics,
+        throttled: matches!(outcome, InvokeOutcome::Throttled { .. }),
+        records,
+        payload_bytes: payload.len(),
+        elapsed: started.elapsed(),
+        outcome: &outcome.summary(),
+    }
+    .emit();
+    outcome
+}
+
 /// Calls a function synchronously with a JSON payload.
 pub(crate) trait Invoker: Send + Sync {
     fn invoke<'a>(&'a self, function: &'a str, payload: Bytes) -> BoxFuture<'a, InvokeOutcome>;

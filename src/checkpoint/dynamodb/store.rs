@@ -74,6 +74,17 @@ impl DynamoStore {
             .await;
             match taken {
                 Ok(_) => {
+                    // Read the lease back: DynamoDB's conditional write admits one winner, but
+                    // an emulator that does not serialise conditional writes (moto) may admit
+                    // two; the item then names the last, and only that one keeps the shard.
+                    let now = self.get(uuid, shard_id).await?;
+                    let mine = now.as_ref().is_some_and(|i| {
+                        get_s(i, "owner") == Some(self.owner.as_str())
+                            && get_n(i, "counter") == Some(next)
+                    });
+                    if !mine {
+                        return Ok(None);
+                    }
                     let chunks = self.chunks(uuid, shard_id, &item).await?;
                     let lease = ShardLease {
                         mapping_uuid: uuid.to_string(),

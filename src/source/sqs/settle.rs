@@ -11,9 +11,9 @@ use tokio::time::Instant;
 use super::{lock, Queue, Received, SqsError, SqsSource, VISIBILITY_MARGIN};
 use crate::action::ErrorAction;
 use crate::failure::sqs::{decide, MessageKey, SqsDisposition};
-use crate::invoke::InvokeOutcome;
+use crate::invoke::{invoke_counted, InvokeOutcome};
 use crate::retry::{retry, Pace, Pacer, Retried, Step};
-use crate::telemetry::events::{BatchFailed, BatchInvoked, InvokeRetrying, RecordsFailed};
+use crate::telemetry::events::{BatchFailed, InvokeRetrying, RecordsFailed};
 
 impl SqsSource {
     pub(super) fn invoke_and_settle<'a>(
@@ -197,22 +197,10 @@ impl SqsSource {
 
     /// One invocation, counted and logged; `None` when the shutdown deadline cut it short.
     async fn invoke_once(&self, payload: &Bytes, records: usize) -> Option<InvokeOutcome> {
-        let started = Instant::now();
-        let outcome = tokio::select! {
-            o = self.invoker.invoke(&self.mapping.function_name, payload.clone()) => o,
-            _ = self.shutdown.abandon.cancelled() => return None,
-        };
-        BatchInvoked {
-            uuid: &self.mapping.uuid,
-            metrics: &self.status.metrics,
-            throttled: matches!(outcome, InvokeOutcome::Throttled { .. }),
-            records,
-            payload_bytes: payload.len(),
-            elapsed: started.elapsed(),
-            outcome: &outcome.summary(),
+        tokio::select! {
+            o = invoke_counted(self.invoker.as_ref(), &self.status, payload, records) => Some(o),
+            _ = self.shutdown.abandon.cancelled() => None,
         }
-        .emit();
-        Some(outcome)
     }
 
     /// FIFO only: remembers the kept messages of a failed batch so that no later message of

@@ -25,8 +25,12 @@ struct Harness {
 }
 
 fn start(extra: &str, sqs: Arc<MemorySqs>, function: ScriptedFunction) -> Harness {
+    start_on(QUEUE, extra, sqs, function)
+}
+
+fn start_on(queue: &str, extra: &str, sqs: Arc<MemorySqs>, function: ScriptedFunction) -> Harness {
     let text = format!(
-        "[[mapping]]\nevent_source_arn = \"arn:aws:sqs:us-east-1:123456789012:{QUEUE}\"\n\
+        "[[mapping]]\nevent_source_arn = \"arn:aws:sqs:us-east-1:123456789012:{queue}\"\n\
          function_name = \"f\"\n{extra}"
     );
     let mapping = Arc::new(Config::parse(&text).unwrap().mappings.remove(0));
@@ -269,32 +273,7 @@ async fn fifo_groups_stay_in_order_across_a_failure() {
         returned("")
     });
     let text = "batch_size = 10\nfunction_response_types = [\"ReportBatchItemFailures\"]";
-    let h = {
-        let text = format!(
-            "[[mapping]]\nevent_source_arn = \"arn:aws:sqs:us-east-1:123456789012:{name}\"\n\
-             function_name = \"f\"\n{text}"
-        );
-        let mapping = Arc::new(Config::parse(&text).unwrap().mappings.remove(0));
-        let status = Arc::new(MappingStatus::new(&mapping));
-        let function = Arc::new(function);
-        let shutdown = Shutdown::default();
-        let source = SqsSource::new(
-            Arc::clone(&mapping),
-            sqs_settings(&mapping),
-            sqs.clone(),
-            function.clone(),
-            Arc::clone(&status),
-            shutdown.clone(),
-        );
-        let task = tokio::spawn(Arc::new(source).run());
-        Harness {
-            sqs: Arc::clone(&sqs),
-            function,
-            status,
-            shutdown,
-            task,
-        }
-    };
+    let h = start_on(name, text, Arc::clone(&sqs), function);
     until(Duration::from_secs(60), || sqs.remaining(name).is_empty()).await;
     let bodies = h.function.record_fields("body");
     assert_eq!(bodies[0], ["a1", "a2", "a3"]);

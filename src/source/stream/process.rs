@@ -7,7 +7,6 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use chrono::Utc;
@@ -21,12 +20,12 @@ use crate::payload::records_event;
 use crate::payload::response::{parse_batch_item_failures, resolve_identifiers, BatchItemFailures};
 use crate::payload::window::{response_state, window_event, WindowFields};
 
-use crate::invoke::{InvokeOutcome, Invoker};
+use crate::invoke::{invoke_counted, InvokeOutcome, Invoker};
 use crate::retry::{
     retry, sleep_or_cancel, Pace, Pacer, Retried, RetryPolicies, Step as RetryStep,
 };
 use crate::source::Shutdown;
-use crate::telemetry::events::{BatchBisected, BatchInvoked, InvokeRetrying, RecordsFailed};
+use crate::telemetry::events::{BatchBisected, InvokeRetrying, RecordsFailed};
 use crate::telemetry::MappingStatus;
 
 /// How a batch ended.
@@ -134,22 +133,7 @@ impl Processor {
 
     /// Invokes once with `payload` (`records` records), counting and logging the invocation.
     async fn invoke_counted(&self, payload: &Bytes, records: usize) -> InvokeOutcome {
-        let started = Instant::now();
-        let outcome = self
-            .invoker
-            .invoke(&self.mapping.function_name, payload.clone())
-            .await;
-        BatchInvoked {
-            uuid: &self.mapping.uuid,
-            metrics: &self.status.metrics,
-            throttled: matches!(outcome, InvokeOutcome::Throttled { .. }),
-            records,
-            payload_bytes: payload.len(),
-            elapsed: started.elapsed(),
-            outcome: &outcome.summary(),
-        }
-        .emit();
-        outcome
+        invoke_counted(self.invoker.as_ref(), &self.status, payload, records).await
     }
 
     /// The wait for an outcome that is not a success: the service's own `Retry-After` for a

@@ -8,8 +8,8 @@ use futures::future::BoxFuture;
 
 use crate::checkpoint::memory::MemoryStore;
 use crate::checkpoint::{CheckpointStore, SequenceNumber, ShardStatus};
-use crate::config::{Config, FailureDestination};
-use crate::failure::destination::{Delivery, DestinationError, DestinationSender};
+use crate::config::Config;
+use crate::failure::destination::NoDestination;
 use crate::invoke::twin::ScriptedFunction;
 use crate::source::build::{build, Dependencies};
 use crate::source::sqs::twin::MemorySqs;
@@ -19,18 +19,6 @@ use crate::source::stream::api::{
 use crate::source::stream::twin::MemoryStream;
 use crate::source::Shutdown;
 use crate::telemetry::MappingStatus;
-
-struct NoDestination;
-
-impl DestinationSender for NoDestination {
-    fn send<'a>(
-        &'a self,
-        _: &'a FailureDestination,
-        _: &'a Delivery,
-    ) -> BoxFuture<'a, Result<(), DestinationError>> {
-        Box::pin(async { Ok(()) })
-    }
-}
 
 struct Harness {
     function: Arc<ScriptedFunction>,
