@@ -29,7 +29,9 @@
 //! - [`failure`]: error → action classification, backoff, the SQS disposition, and
 //!   on-failure destination records.
 //! - [`telemetry`] and [`http`]: state, metrics and the admin endpoints.
-//! - [`daemon`]: wiring, and the ordered drain on shutdown.
+//! - [`api`]: the Lambda event-source-mapping API (`[lambda_api]`): create, change and
+//!   delete mappings with aws-cli or an SDK; other Lambda calls are forwarded.
+//! - [`daemon`]: wiring, the ordered drain on shutdown, and applying changes (SIGHUP, API).
 //!
 //! # Delivery guarantee
 //!
@@ -40,6 +42,7 @@
 //! records because the shard's checkpoint has not passed them.
 
 pub(crate) mod action;
+pub(crate) mod api;
 pub(crate) mod aws;
 pub(crate) mod batch;
 pub(crate) mod checkpoint;

@@ -91,7 +91,7 @@ impl AwsContext {
         }
     }
 
-    fn endpoint(&self, service: Service) -> Option<String> {
+    pub(crate) fn endpoint(&self, service: Service) -> Option<String> {
         endpoint_for(service, &self.settings, |k| std::env::var(k).ok())
     }
 

@@ -15,6 +15,7 @@
 //! shard was taken over.
 
 pub(crate) mod admin;
+pub(crate) mod catalog;
 #[cfg(test)]
 mod contract;
 pub(crate) mod dynamodb;

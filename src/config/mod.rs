@@ -29,7 +29,15 @@ pub(crate) struct Config {
     pub(crate) http: HttpConfig,
     pub(crate) aws: AwsSettings,
     pub(crate) daemon: DaemonSettings,
+    /// `[lambda_api]`: the event-source-mapping API; `None` (the default) leaves it off.
+    pub(crate) lambda_api: Option<LambdaApiConfig>,
     pub(crate) mappings: Vec<MappingConfig>,
+}
+
+/// `[lambda_api]`: where the Lambda event-source-mapping API listens (`src/api`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LambdaApiConfig {
+    pub(crate) listen: SocketAddr,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,6 +247,14 @@ impl Config {
     /// Parses and validates a TOML document, collecting every problem.
     pub(crate) fn parse(text: &str) -> Result<Config, ConfigError> {
         validate::parse_and_validate(text).map_err(ConfigError::Invalid)
+    }
+
+    /// Checks one mapping written as a `[[mapping]]` table, with the same rules as the
+    /// file: the Lambda API (`src/api`) translates its requests into such a table.
+    pub(crate) fn validate_mapping(
+        value: &toml::Value,
+    ) -> Result<MappingConfig, Vec<ConfigProblem>> {
+        validate::validate_one(value)
     }
 
     pub(crate) fn enabled_mappings(&self) -> impl Iterator<Item = &MappingConfig> {

@@ -11,6 +11,7 @@ pub(crate) struct RawConfig {
     pub(crate) http: Option<RawHttp>,
     pub(crate) aws: Option<RawAws>,
     pub(crate) daemon: Option<RawDaemon>,
+    pub(crate) lambda_api: Option<RawLambdaApi>,
     #[serde(default)]
     pub(crate) mapping: Vec<toml::Value>,
 }
@@ -37,6 +38,13 @@ pub(crate) struct RawAws {
     pub(crate) region: Option<String>,
     pub(crate) endpoint_url: Option<String>,
     pub(crate) profile: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLambdaApi {
+    pub(crate) listen: Option<String>,
+    pub(crate) allow_remote: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -58,6 +58,9 @@ pub(crate) fn plan(running: &Config, next: &Config) -> ReloadPlan {
     if running.aws != next.aws {
         plan.needs_restart.push("aws");
     }
+    if running.lambda_api != next.lambda_api {
+        plan.needs_restart.push("lambda_api");
+    }
     plan
 }
 

@@ -40,8 +40,15 @@ async fn a_failing_store_drains_every_mapping_and_ends_the_daemon_with_an_error(
         destinations: Arc::new(NoDestination),
         open_store: Arc::new(move |_| {
             let store = store.clone() as Arc<dyn CheckpointStore>;
-            Box::pin(async move { Ok((store, None)) })
+            Box::pin(async move {
+                Ok(OpenedStore {
+                    checkpoints: store,
+                    catalog: None,
+                    lock: None,
+                })
+            })
         }),
+        lambda_upstream: None,
     };
     let (_reload, reloads) = mpsc::unbounded_channel();
     let daemon = run_with_reload(config, clients, CancellationToken::new(), reloads);

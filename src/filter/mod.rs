@@ -27,6 +27,8 @@ pub(crate) enum PatternError {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct FilterPattern {
     root: Node,
+    /// The pattern as written, for `GetEventSourceMapping`'s `FilterCriteria`.
+    source: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -110,7 +112,13 @@ impl FilterPattern {
         };
         Ok(FilterPattern {
             root: parse_fields(&map, "")?,
+            source: text.to_string(),
         })
+    }
+
+    /// The pattern's text, exactly as configured.
+    pub(crate) fn source(&self) -> &str {
+        &self.source
     }
 
     /// Whether the record view matches this pattern.
@@ -368,6 +376,10 @@ impl FilterSet {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.patterns.is_empty()
+    }
+
+    pub(crate) fn patterns(&self) -> &[FilterPattern] {
+        &self.patterns
     }
 
     pub(crate) fn accepts(&self, record: &Value) -> bool {

@@ -146,6 +146,11 @@ impl MappingStatus {
         self.polling.load(Ordering::Relaxed) && self.state() == MappingState::Enabled
     }
 
+    /// What `LastProcessingResult` reports.
+    pub(crate) fn last_processing_result(&self) -> String {
+        lock(&self.text).last_processing_result.clone()
+    }
+
     pub(crate) fn record_result(&self, result: impl Into<String>) {
         lock(&self.text).last_processing_result = result.into();
     }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use futures::future::BoxFuture;
 use rusqlite::{params, Connection, OptionalExtension};
 
+mod catalog;
 mod lock;
 mod rows;
 
@@ -59,6 +60,7 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(storage)?;
         conn.execute_batch(SCHEMA).map_err(storage)?;
+        conn.execute_batch(catalog::SCHEMA).map_err(storage)?;
         // Stores written by older versions lack the later columns.
         for column in ["window", "restart_at"] {
             let present: bool = conn

@@ -69,6 +69,7 @@ pub(super) fn parse_and_validate(text: &str) -> Result<Config, Vec<ConfigProblem
     let http = validate_http(&raw, &mut problems);
     let aws = validate_aws(&raw, &mut problems);
     let daemon = validate_daemon(&raw, &mut problems);
+    let lambda_api = validate_lambda_api(&raw, &state, &mut problems);
     let mappings = validate_mappings(&raw, &mut problems);
     check_duplicates(&mappings, &mut problems);
 
@@ -78,6 +79,7 @@ pub(super) fn parse_and_validate(text: &str) -> Result<Config, Vec<ConfigProblem
             http,
             aws,
             daemon,
+            lambda_api,
             mappings,
         })
     } else {
@@ -127,38 +129,52 @@ fn validate_daemon(raw: &RawConfig, problems: &mut Vec<ConfigProblem>) -> Daemon
 fn validate_mappings(raw: &RawConfig, problems: &mut Vec<ConfigProblem>) -> Vec<MappingConfig> {
     let mut mappings = Vec::new();
     for (index, value) in raw.mapping.iter().enumerate() {
-        let label = mapping_label(index, value);
         let mut p = Problems {
-            mapping: Some(label),
+            mapping: Some(mapping_label(index, value)),
             out: problems,
         };
-        let mut value = value.clone();
-        if let Some(table) = value.as_table_mut() {
-            let unknown: Vec<String> = table
-                .keys()
-                .filter(|k| !RawMapping::FIELDS.contains(&k.as_str()))
-                .cloned()
-                .collect();
-            for key in unknown {
-                table.remove(&key);
-                let hint = closest_field(&key)
-                    .map(|f| format!(" (did you mean `{f}`?)"))
-                    .unwrap_or_default();
-                p.push(key, format!("unknown field{hint}"));
-            }
-        }
-        let raw_mapping: RawMapping = match value.try_into() {
-            Ok(m) => m,
-            Err(err) => {
-                p.push("(mapping)", err.to_string().trim().replace('\n', " "));
-                continue;
-            }
-        };
-        if let Some(m) = validate_mapping(&raw_mapping, &mut p) {
-            mappings.push(m);
-        }
+        mappings.extend(check_mapping(value, &mut p));
     }
     mappings
+}
+
+/// One mapping table on its own (the Lambda API's requests), problems without a label.
+pub(super) fn validate_one(value: &toml::Value) -> Result<MappingConfig, Vec<ConfigProblem>> {
+    let mut problems = Vec::new();
+    let mut p = Problems {
+        mapping: None,
+        out: &mut problems,
+    };
+    match check_mapping(value, &mut p) {
+        Some(mapping) if problems.is_empty() => Ok(mapping),
+        _ => Err(problems),
+    }
+}
+
+fn check_mapping(value: &toml::Value, p: &mut Problems<'_>) -> Option<MappingConfig> {
+    let mut value = value.clone();
+    if let Some(table) = value.as_table_mut() {
+        let unknown: Vec<String> = table
+            .keys()
+            .filter(|k| !RawMapping::FIELDS.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        for key in unknown {
+            table.remove(&key);
+            let hint = closest_field(&key)
+                .map(|f| format!(" (did you mean `{f}`?)"))
+                .unwrap_or_default();
+            p.push(key, format!("unknown field{hint}"));
+        }
+    }
+    let raw_mapping: RawMapping = match value.try_into() {
+        Ok(m) => m,
+        Err(err) => {
+            p.push("(mapping)", err.to_string().trim().replace('\n', " "));
+            return None;
+        }
+    };
+    validate_mapping(&raw_mapping, p)
 }
 
 /// The known field that differs least from a misspelt one, if any is close.
@@ -300,6 +316,51 @@ fn validate_http(raw: &RawConfig, problems: &mut Vec<ConfigProblem>) -> HttpConf
             HttpConfig { listen: None }
         }
     }
+}
+
+/// `[lambda_api]`: off unless `listen` is set. The API changes what runs, so an address
+/// beyond loopback needs `allow_remote = true`. It keeps its mappings in the SQLite store.
+fn validate_lambda_api(
+    raw: &RawConfig,
+    state: &StateConfig,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<LambdaApiConfig> {
+    let section = raw.lambda_api.as_ref()?;
+    let mut p = Problems {
+        mapping: None,
+        out: problems,
+    };
+    let Some(listen) = section.listen.as_deref().filter(|l| !l.is_empty()) else {
+        if section.allow_remote.is_some() {
+            p.push("lambda_api.allow_remote", "needs lambda_api.listen");
+        }
+        return None;
+    };
+    let Ok(addr) = listen.parse::<SocketAddr>() else {
+        p.push(
+            "lambda_api.listen",
+            format!("`{listen}` is not an address like 127.0.0.1:9465"),
+        );
+        return None;
+    };
+    if !addr.ip().is_loopback() && section.allow_remote != Some(true) {
+        p.push(
+            "lambda_api.listen",
+            format!(
+                "`{listen}` is beyond loopback, and this API creates, changes and deletes \
+                 mappings without authentication; set lambda_api.allow_remote = true to mean it"
+            ),
+        );
+    }
+    if matches!(state.backend, StateBackend::DynamoDb(_)) {
+        p.push(
+            "lambda_api.listen",
+            "the mapping API keeps the mappings it creates in the SQLite state store; it is \
+             not available with [state] backend = \"dynamodb\" (define shared mappings in each \
+             instance's config file)",
+        );
+    }
+    Some(LambdaApiConfig { listen: addr })
 }
 
 /// Two mappings may not share a uuid, nor the same source and function (AWS answers 409).

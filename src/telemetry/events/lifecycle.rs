@@ -248,3 +248,40 @@ impl LeaseReleased<'_> {
         tracing::debug!(mapping = self.uuid, shard = self.shard_id, "lease released");
     }
 }
+
+/// The Lambda API created, updated or deleted a mapping (applied shortly after).
+pub(crate) struct ApiMappingChanged<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) operation: &'static str,
+    pub(crate) state: &'a str,
+}
+
+impl ApiMappingChanged<'_> {
+    pub(crate) fn emit(&self) {
+        counted(Event::ApiMappingChanged, Some(self.uuid));
+        tracing::info!(
+            mapping = self.uuid,
+            operation = self.operation,
+            state = self.state,
+            "mapping changed through the Lambda API"
+        );
+    }
+}
+
+/// A mapping stored by the Lambda API no longer passes validation (or clashes with the
+/// config file) at start-up: it stays stored but does not run.
+pub(crate) struct StoredMappingRejected<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) error: &'a str,
+}
+
+impl StoredMappingRejected<'_> {
+    pub(crate) fn emit(&self) {
+        counted(Event::StoredMappingRejected, Some(self.uuid));
+        tracing::error!(
+            mapping = self.uuid,
+            error = self.error,
+            "a mapping created through the Lambda API cannot run; delete it and create it again"
+        );
+    }
+}

@@ -39,9 +39,11 @@ pub(crate) enum Event {
     LeaseStolen,
     LeaseTaken,
     LeaseReleased,
+    ApiMappingChanged,
+    StoredMappingRejected,
 }
 
-const EVENTS: usize = 27;
+const EVENTS: usize = 29;
 
 /// The events' names in `esmd_events_total`, in [`Event`]'s order.
 const NAMES: [&str; EVENTS] = [
@@ -72,6 +74,8 @@ const NAMES: [&str; EVENTS] = [
     "lease_stolen",
     "lease_taken",
     "lease_released",
+    "api_mapping_changed",
+    "stored_mapping_rejected",
 ];
 
 static COUNTS: [AtomicU64; EVENTS] = [const { AtomicU64::new(0) }; EVENTS];
