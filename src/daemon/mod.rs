@@ -163,6 +163,23 @@ impl Clients {
     }
 }
 
+/// Shutdown: in-flight invocations get `shutdown_timeout` to finish and be acknowledged,
+/// then whatever is left is abandoned.
+async fn drain(supervisor: &Supervisor) {
+    let timeout = supervisor.config.daemon.shutdown_timeout;
+    tracing::info!(
+        deadline_secs = timeout.as_secs(),
+        "shutting down: draining in-flight batches"
+    );
+    let tracker = supervisor.tracker.clone();
+    tracker.close();
+    if tokio::time::timeout(timeout, tracker.wait()).await.is_err() {
+        tracing::warn!("shutdown deadline passed; abandoning in-flight invocations");
+        supervisor.abandon.cancel();
+        tracker.wait().await;
+    }
+}
+
 /// A reload request: the configuration file loaded again (on SIGHUP), or why it could not be.
 pub(crate) type ReloadRequest = Result<Config, ConfigError>;
 
@@ -235,18 +252,7 @@ pub(crate) async fn run_with_reload(
         }
     }
 
-    let timeout = supervisor.config.daemon.shutdown_timeout;
-    tracing::info!(
-        deadline_secs = timeout.as_secs(),
-        "shutting down: draining in-flight batches"
-    );
-    let tracker = supervisor.tracker.clone();
-    tracker.close();
-    if tokio::time::timeout(timeout, tracker.wait()).await.is_err() {
-        tracing::warn!("shutdown deadline passed; abandoning in-flight invocations");
-        supervisor.abandon.cancel();
-        tracker.wait().await;
-    }
+    drain(&supervisor).await;
     http_stop.cancel();
     for task in [http_task, api_task].into_iter().flatten() {
         let _ = task.await;

@@ -2,11 +2,15 @@
 //! visibility of failed messages (`esmd_retry_backoff`), and release what was received but
 //! not processed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+
 use super::client::FailedEntry;
-use super::{Queue, ReceiptRef, Received, SqsSource};
+use super::{Queue, ReceiptRef, Received, SqsError, SqsSource};
 use crate::action::ErrorAction;
+use crate::payload::sqs::SqsMessage;
 use crate::retry::{retry, Pace, Retried, Step};
 use crate::telemetry::events::{
     BatchEntriesFailed, DeleteFailed, MessagesDeleted, MessagesReleased,
@@ -119,6 +123,61 @@ impl SqsSource {
             }
             .emit();
         }
+    }
+
+    /// A ReceiveMessage call that owns what it needs, so that it can outlive the poller.
+    pub(super) fn receive_owned(
+        &self,
+        queue: &Queue,
+        max_messages: usize,
+        wait: Duration,
+    ) -> BoxFuture<'static, Result<Vec<SqsMessage>, SqsError>> {
+        let api = Arc::clone(&self.api);
+        let url = queue.url.clone();
+        Box::pin(async move { api.receive(&url, max_messages, wait).await })
+    }
+
+    /// The mapping stopped (reload, an API update, shutdown) during a long poll: finish the
+    /// poll in the background and make whatever it received visible again at once, instead
+    /// of leaving it hidden for the queue's visibility timeout. (At process exit the runtime
+    /// ends this task; the messages then return after the visibility timeout.)
+    pub(super) fn release_when_received(
+        &self,
+        queue: &Queue,
+        receiving: BoxFuture<'static, Result<Vec<SqsMessage>, SqsError>>,
+    ) {
+        let api = Arc::clone(&self.api);
+        let url = queue.url.clone();
+        let uuid = self.mapping.uuid.clone();
+        let status = Arc::clone(&self.status);
+        tokio::spawn(async move {
+            let Ok(messages) = receiving.await else {
+                return;
+            };
+            if messages.is_empty() {
+                return;
+            }
+            let entries: Vec<(ReceiptRef<'_>, Duration)> = messages
+                .iter()
+                .map(|m| {
+                    let handle = ReceiptRef {
+                        receipt_handle: &m.receipt_handle,
+                    };
+                    (handle, Duration::ZERO)
+                })
+                .collect();
+            match api.change_visibility(&url, &entries).await {
+                Ok(failed) => MessagesReleased {
+                    uuid: &uuid,
+                    metrics: &status.metrics,
+                    released: messages.len() - failed.len(),
+                }
+                .emit(),
+                Err(e) => {
+                    tracing::warn!(mapping = %uuid, error = %e, "could not release messages received after the mapping stopped; they return after the visibility timeout");
+                }
+            }
+        });
     }
 
     /// Makes received-but-unprocessed messages visible again at once.

@@ -22,6 +22,25 @@ pub(super) enum Gathered {
 }
 
 impl SqsSource {
+    /// One ReceiveMessage, or `None` when the mapping stops first. The long poll is then on
+    /// SQS's side already, and what it returns would stay invisible for the visibility
+    /// timeout: it finishes in the background and its messages are released.
+    async fn receive_unless_stopped(
+        &self,
+        queue: &Queue,
+        requested: usize,
+        wait: Duration,
+    ) -> Option<Result<Vec<SqsMessage>, SqsError>> {
+        let mut receiving = self.receive_owned(queue, requested, wait);
+        tokio::select! {
+            r = &mut receiving => Some(r),
+            _ = self.shutdown.stop_receiving.cancelled() => {
+                self.release_when_received(queue, receiving);
+                None
+            }
+        }
+    }
+
     /// Receives until the batch is full by count or size, or the batching window ends. With no
     /// window, the first receive that returns messages completes the batch. The window opens
     /// when the first message arrives: an empty queue is long-polled (20 s), so an idle mapping
@@ -57,9 +76,8 @@ impl SqsSource {
                 MAX_WAIT
             };
             let requested = batch.remaining_records().min(10);
-            let received = tokio::select! {
-                r = self.api.receive(&queue.url, requested, wait) => r,
-                _ = self.shutdown.stop_receiving.cancelled() => return Gathered::Cancelled(batch),
+            let Some(received) = self.receive_unless_stopped(queue, requested, wait).await else {
+                return Gathered::Cancelled(batch);
             };
             let messages = match received {
                 Ok(m) => m,
