@@ -387,3 +387,41 @@ fn the_dynamodb_state_backend_is_validated_like_any_field() {
         "{p:?}"
     );
 }
+
+#[test]
+fn the_lambda_api_is_off_by_default_loopback_unless_allowed_and_needs_sqlite() {
+    assert_eq!(Config::parse("").unwrap().lambda_api, None);
+    let on = Config::parse("[lambda_api]\nlisten = \"127.0.0.1:9465\"").unwrap();
+    assert_eq!(
+        on.lambda_api.map(|a| a.listen.to_string()),
+        Some("127.0.0.1:9465".into())
+    );
+    assert!(
+        on.mappings.is_empty(),
+        "no [[mapping]] is valid with the API on"
+    );
+
+    let p = problems("[lambda_api]\nlisten = \"0.0.0.0:9465\"");
+    assert!(
+        p.iter()
+            .any(|p| p.field == "lambda_api.listen" && p.message.contains("allow_remote")),
+        "{p:?}"
+    );
+    assert!(Config::parse("[lambda_api]\nlisten = \"0.0.0.0:9465\"\nallow_remote = true").is_ok());
+
+    let p = problems("[lambda_api]\nlisten = \"localhost\"");
+    assert!(p.iter().any(|p| p.field == "lambda_api.listen"), "{p:?}");
+    let p = problems("[lambda_api]\nallow_remote = true");
+    assert!(
+        p.iter().any(|p| p.field == "lambda_api.allow_remote"),
+        "{p:?}"
+    );
+    let p = problems(
+        "[state]\nbackend = \"dynamodb\"\ntable = \"leases\"\n[lambda_api]\nlisten = \"127.0.0.1:9465\"",
+    );
+    assert!(
+        p.iter()
+            .any(|p| p.field == "lambda_api.listen" && p.message.contains("SQLite")),
+        "{p:?}"
+    );
+}
