@@ -376,3 +376,79 @@ async fn other_lambda_calls_are_forwarded_unchanged() {
         "{err:?}"
     );
 }
+
+/// Every stream field, sent by the SDK and read back by the SDK, unchanged.
+#[tokio::test]
+async fn every_stream_field_round_trips_through_the_sdk() {
+    use aws_sdk_lambda::primitives::DateTime;
+    use aws_sdk_lambda::types::{EventSourcePosition, FunctionResponseType};
+    let s = serve_api(vec![], None).await;
+    let at = DateTime::from_secs(1_700_000_000);
+    let created = s
+        .client
+        .create_event_source_mapping()
+        .event_source_arn(STREAM)
+        .function_name("arn:aws:lambda:us-east-1:123456789012:function:f:live")
+        .enabled(false)
+        .batch_size(500)
+        .maximum_batching_window_in_seconds(2)
+        .starting_position(EventSourcePosition::AtTimestamp)
+        .starting_position_timestamp(at)
+        .parallelization_factor(4)
+        .bisect_batch_on_function_error(true)
+        .maximum_retry_attempts(3)
+        .maximum_record_age_in_seconds(3600)
+        .tumbling_window_in_seconds(30)
+        .function_response_types(FunctionResponseType::ReportBatchItemFailures)
+        .destination_config(
+            DestinationConfig::builder()
+                .on_failure(
+                    OnFailure::builder()
+                        .destination("arn:aws:sns:us-east-1:123456789012:failures")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let got = s
+        .client
+        .get_event_source_mapping()
+        .uuid(created.uuid().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.event_source_arn(), Some(STREAM));
+    assert_eq!(
+        got.function_arn(),
+        Some("arn:aws:lambda:us-east-1:123456789012:function:f:live")
+    );
+    assert_eq!(got.batch_size(), Some(500));
+    assert_eq!(got.maximum_batching_window_in_seconds(), Some(2));
+    assert_eq!(
+        got.starting_position(),
+        Some(&EventSourcePosition::AtTimestamp)
+    );
+    assert_eq!(got.starting_position_timestamp(), Some(&at));
+    assert_eq!(got.parallelization_factor(), Some(4));
+    assert_eq!(got.bisect_batch_on_function_error(), Some(true));
+    assert_eq!(got.maximum_retry_attempts(), Some(3));
+    assert_eq!(got.maximum_record_age_in_seconds(), Some(3600));
+    assert_eq!(got.tumbling_window_in_seconds(), Some(30));
+    assert_eq!(
+        got.function_response_types(),
+        &[FunctionResponseType::ReportBatchItemFailures]
+    );
+    assert_eq!(
+        got.destination_config()
+            .and_then(|d| d.on_failure())
+            .and_then(|f| f.destination()),
+        Some("arn:aws:sns:us-east-1:123456789012:failures")
+    );
+    assert_eq!(
+        got.state(),
+        Some("Creating"),
+        "not applied yet in this test"
+    );
+}
