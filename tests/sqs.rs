@@ -74,7 +74,6 @@ async fn delivers_with_aws_record_shape_then_deletes() {
                 "body",
                 "attributes",
                 "messageAttributes",
-                "md5OfMessageAttributes",
                 "md5OfBody",
                 "eventSource",
                 "eventSourceARN",
@@ -84,7 +83,9 @@ async fn delivers_with_aws_record_shape_then_deletes() {
         assert_eq!(r["eventSource"], "aws:sqs");
         assert_eq!(r["eventSourceARN"], queue.arn.as_str());
         assert_eq!(r["awsRegion"], REGION);
-        assert_eq!(r["md5OfMessageAttributes"], Value::Null);
+        // No batching window and no attributes: AWS leaves the key out (its recordings in
+        // LocalStack's test_lambda_integration_sqs.snapshot.json; `null` with a window).
+        assert!(r.get("md5OfMessageAttributes").is_none());
         assert!(r["attributes"]
             .as_object()
             .unwrap()

@@ -128,8 +128,13 @@ impl Control {
         });
         match clash {
             Some(e) => Err(ApiError::conflict(format!(
-                "An event source mapping with event source ({}) and function ({}) already \
-                 exists. Please update or delete the existing mapping with UUID {}",
+                "An event source mapping with {} arn (\" {} \") and function (\" {} \") \
+                 already exists. Please update or delete the existing mapping with UUID {}",
+                match mapping.kind() {
+                    crate::config::SourceKind::Sqs => "SQS",
+                    crate::config::SourceKind::Kinesis => "Kinesis",
+                    crate::config::SourceKind::DynamoDbStreams => "DynamoDB",
+                },
                 mapping.source.arn(),
                 mapping.function_name,
                 e.mapping.uuid

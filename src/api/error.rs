@@ -1,7 +1,6 @@
 //! The Lambda API's errors, in its wire format: the status code of the botocore model, the
 //! type in `x-amzn-ErrorType`, and a body `{"Type": "User", "message": ...}` (the model names
-//! the message member `Message` for some types and `message` for others; both are sent, so
-//! every SDK finds it).
+//! the message member `Message` for some types and `message` for others).
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -68,11 +67,15 @@ impl IntoResponse for ApiError {
         } else {
             "User"
         };
-        let body = serde_json::json!({
-            "Type": kind,
-            "message": self.message,
-            "Message": self.message,
-        });
+        // The botocore model names the member `Message` for these two types and `message`
+        // for the others.
+        let member = match self.kind {
+            "ResourceNotFoundException" | "ResourceInUseException" => "Message",
+            _ => "message",
+        };
+        let mut body = serde_json::Map::new();
+        body.insert("Type".into(), kind.into());
+        body.insert(member.into(), self.message.into());
         let mut response = (self.status, axum::Json(body)).into_response();
         response
             .headers_mut()

@@ -360,9 +360,7 @@ pub(crate) fn render(mapping: &MappingConfig, status: &Status<'_>) -> Value {
             Vec::new()
         },
         "LastModified": status.last_modified,
-        "LastProcessingResult": status.last_processing_result,
         "State": status.state,
-        "StateTransitionReason": "USER_INITIATED",
         "EventSourceMappingArn": format!(
             "arn:aws:lambda:{}:{}:event-source-mapping:{}",
             source.region(),
@@ -379,13 +377,19 @@ pub(crate) fn render(mapping: &MappingConfig, status: &Status<'_>) -> Value {
             .collect();
         out["FilterCriteria"] = serde_json::json!({ "Filters": filters });
     }
+    // AWS's recordings (LocalStack's snapshots): SQS mappings answer without
+    // `LastProcessingResult` and with the reason `USER_INITIATED`; stream mappings carry
+    // `LastProcessingResult` and the reason `User action`.
     match &mapping.settings {
         SourceSettings::Sqs(sqs) => {
+            out["StateTransitionReason"] = "USER_INITIATED".into();
             if let Some(n) = sqs.maximum_concurrency {
                 out["ScalingConfig"] = serde_json::json!({ "MaximumConcurrency": n });
             }
         }
         SourceSettings::Stream(s) => {
+            out["StateTransitionReason"] = "User action".into();
+            out["LastProcessingResult"] = status.last_processing_result.clone().into();
             let (position, timestamp) = match &s.starting_position {
                 StartingPosition::TrimHorizon => ("TRIM_HORIZON", None),
                 StartingPosition::Latest => ("LATEST", None),

@@ -8,6 +8,7 @@ mod esmd;
 mod function;
 mod moto;
 mod queues;
+mod recordings;
 mod streams;
 
 // Each test crate uses its own part of the harness.
@@ -19,6 +20,8 @@ pub use function::*;
 pub use moto::*;
 #[allow(unused_imports)]
 pub use queues::*;
+#[allow(unused_imports)]
+pub use recordings::*;
 #[allow(unused_imports)]
 pub use streams::*;
 
@@ -38,6 +41,11 @@ pub fn free_port() -> u16 {
 
 /// A minimal HTTP/1.1 GET over loopback; returns (status, body).
 pub fn http_get(url: &str) -> std::io::Result<(u16, String)> {
+    http_send("GET", url, None)
+}
+
+/// A minimal HTTP/1.1 request over loopback, with an optional JSON body; (status, body).
+pub fn http_send(method: &str, url: &str, json: Option<&str>) -> std::io::Result<(u16, String)> {
     let rest = url.strip_prefix("http://").unwrap_or(url);
     let (host, path) = rest
         .split_once('/')
@@ -45,9 +53,18 @@ pub fn http_get(url: &str) -> std::io::Result<(u16, String)> {
         .unwrap_or((rest, "/".into()));
     let mut stream = TcpStream::connect(host)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let body = json.unwrap_or("");
+    let content = if json.is_some() {
+        format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        )
+    } else {
+        String::new()
+    };
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{content}\r\n{body}"
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::{lock, Queue, ReceiptRef, Received, SqsError, SqsSource};
 use crate::batch::{Batch, PushRejected};
-use crate::payload::sqs::{record_json, SqsMessage};
+use crate::payload::sqs::{record_json, NoAttributesMd5, SqsMessage};
 use crate::telemetry::events::{RecordTooLarge, RecordsPolled};
 use crate::telemetry::MappingState;
 
@@ -138,7 +138,8 @@ impl SqsSource {
         .emit();
         let received_at = Instant::now();
         for message in messages {
-            let json = match record_json(&message, self.mapping.source.arn(), &self.region) {
+            let shape = NoAttributesMd5::for_window(self.limits.window);
+            let json = match record_json(&message, self.mapping.source.arn(), &self.region, shape) {
                 Ok(json) => json,
                 Err(e) => {
                     tracing::error!(mapping = %self.mapping.uuid, message_id = %message.message_id, error = %e, "cannot serialise record; left to the queue's redrive");

@@ -1,0 +1,300 @@
+//! Conformance with AWS's own recordings: each scenario redoes what a recorded LocalStack
+//! test did against AWS (LocalStack's `tests/aws/services/lambda_/event_source_mapping`,
+//! recorded against real AWS), with the real esmd binary on moto, mappings created through
+//! esmd's Lambda API, and compares esmd's API answers, the events its function received and
+//! the records its destinations got with the recording (tests/common/recordings.rs says how).
+//! Differences that come from moto rather than esmd are listed in the README's table of
+//! emulator differences, and checked here as such.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+struct Api {
+    base: String,
+}
+
+impl Api {
+    fn section() -> (String, Api) {
+        let port = free_port();
+        (
+            format!("[lambda_api]\nlisten = \"127.0.0.1:{port}\"\n"),
+            Api {
+                base: format!("http://127.0.0.1:{port}/2015-03-31/event-source-mappings"),
+            },
+        )
+    }
+
+    /// CreateEventSourceMapping: (status, body).
+    fn create(&self, request: Value) -> (u16, Value) {
+        let (status, body) = http_send("POST", &self.base, Some(&request.to_string())).unwrap();
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+
+    fn get(&self, uuid: &str) -> (u16, Value) {
+        let (status, body) = http_get(&format!("{}/{uuid}", self.base)).unwrap();
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+
+    fn wait_enabled(&self, esmd: &Esmd, uuid: &str) {
+        esmd.wait_for(Duration::from_secs(20), "Enabled", || {
+            self.get(uuid).1["State"] == "Enabled"
+        });
+    }
+}
+
+/// Creates a mapping and checks the answer against the recorded Create answer.
+fn create_conforming(api: &Api, test: &str, key: &str, request: Value) -> String {
+    let (status, created) = api.create(request);
+    let recorded = recorded(test, key);
+    assert_eq!(
+        Some(status as u64),
+        recorded["$status"].as_u64(),
+        "{created}"
+    );
+    assert_conforms(test, key, &created, recorded);
+    created["UUID"].as_str().unwrap().to_string()
+}
+
+fn events(function: &FunctionServer) -> Vec<Value> {
+    function.calls().iter().map(|c| c.event.clone()).collect()
+}
+
+/// SQS FIFO with ReportBatchItemFailures and a redrive policy (maxReceiveCount 2): message 1
+/// succeeds, 2 and 3 on their second attempt, 4 never and goes to the DLQ. AWS invokes twice:
+/// all four with ApproximateReceiveCount 1, then 2, 3 and 4 with count 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_fifo_partial_batch_failures() {
+    const TEST: &str = "test_report_batch_item_failures";
+    let moto = Moto::start();
+    let dlq = Queue::create(&moto, "conf-dlq.fifo", &[("FifoQueue", "true")]).await;
+    let policy = json!({"deadLetterTargetArn": dlq.arn, "maxReceiveCount": 2}).to_string();
+    let queue = Queue::create(
+        &moto,
+        "conf-source.fifo",
+        &[
+            ("FifoQueue", "true"),
+            ("VisibilityTimeout", "4"),
+            ("RedrivePolicy", &policy),
+        ],
+    )
+    .await;
+    for (n, fail_attempts) in [(1, 0), (2, 1), (3, 1), (4, 2)] {
+        let body = format!(r#"{{"message": {n}, "fail_attempts": {fail_attempts}}}"#);
+        queue.send_fifo(&body, "1", &format!("dedup-{n}")).await;
+    }
+    let attempts: Arc<Mutex<HashMap<i64, i64>>> = Arc::default();
+    let function = FunctionServer::start(move |call, _| {
+        let mut attempts = attempts.lock().unwrap();
+        let failures: Vec<Value> = call
+            .records()
+            .iter()
+            .filter_map(|r| {
+                let body: Value = serde_json::from_str(r["body"].as_str()?).ok()?;
+                let seen = attempts.entry(body["message"].as_i64()?).or_insert(0);
+                *seen += 1;
+                (*seen <= body["fail_attempts"].as_i64()?)
+                    .then(|| json!({"itemIdentifier": r["messageId"]}))
+            })
+            .collect();
+        Reply::ok(json!({"batchItemFailures": failures}).to_string())
+    });
+    let (section, api) = Api::section();
+    let esmd = Esmd::start(&moto, &function, &section);
+    create_conforming(
+        &api,
+        TEST,
+        "create_event_source_mapping",
+        json!({"EventSourceArn": queue.arn, "FunctionName": "conf-fifo", "BatchSize": 10,
+               "FunctionResponseTypes": ["ReportBatchItemFailures"]}),
+    );
+    eventually(
+        Duration::from_secs(60),
+        "message 4 in the DLQ",
+        Some(&esmd),
+        || async { dlq.peek_bodies().await.len() == 1 },
+    )
+    .await;
+    esmd.wait_until_idle(Duration::from_secs(30));
+
+    let calls = events(&function);
+    let summary: Vec<Vec<(String, String)>> = calls
+        .iter()
+        .map(|c| {
+            c["Records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    let body = r["body"].as_str().unwrap_or_default().to_string();
+                    let count = r["attributes"]["ApproximateReceiveCount"].as_str();
+                    (body, count.unwrap_or_default().to_string())
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(calls.len(), 2, "AWS invoked twice: {summary:?}");
+    for (i, key) in ["first_invocation", "second_invocation"].iter().enumerate() {
+        let recorded_event = &recorded(TEST, key)["Messages"][0]["Body"]["event"];
+        assert!(
+            differences(&calls[i], recorded_event).is_empty(),
+            "{summary:?}\n{esmd_log}",
+            esmd_log = esmd.logs()
+        );
+        assert_conforms(TEST, key, &calls[i], recorded_event);
+    }
+    let dead: Vec<Value> = dlq
+        .peek_bodies()
+        .await
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    assert_conforms(
+        TEST,
+        "dlq_response",
+        &dead[0],
+        &recorded(TEST, "dlq_response")["Messages"][0]["Body"],
+    );
+}
+
+/// A standard queue, batch 1, a function that fails once: the message comes back after the
+/// visibility timeout with ApproximateReceiveCount 2. No batching window and no message
+/// attributes: AWS's records have no `md5OfMessageAttributes` key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_retry_after_the_visibility_timeout() {
+    const TEST: &str = "test_failing_lambda_retries_after_visibility_timeout";
+    let moto = Moto::start();
+    let (queue, _dlq) = Queue::with_dlq(&moto, "conf-retry", 3, 2).await;
+    let function = FunctionServer::start(|_, index| {
+        if index == 0 {
+            Reply::function_error()
+        } else {
+            Reply::ok("null")
+        }
+    });
+    let (section, api) = Api::section();
+    let esmd = Esmd::start(&moto, &function, &section);
+    let (_, created) = api
+        .create(json!({"EventSourceArn": queue.arn, "FunctionName": "conf-retry", "BatchSize": 1}));
+    let uuid = created["UUID"].as_str().unwrap();
+    api.wait_enabled(&esmd, uuid);
+    let (status, got) = api.get(uuid);
+    assert_eq!(status, 200);
+    assert_conforms(
+        TEST,
+        "event_source_mapping",
+        &got,
+        recorded(TEST, "event_source_mapping"),
+    );
+
+    queue
+        .send(&r#"{"destination": "d", "fail_attempts": 1}"#)
+        .await;
+    esmd.wait_for(Duration::from_secs(30), "two attempts", || {
+        function.completed() >= 2
+    });
+    let calls = events(&function);
+    for (i, key) in ["first_attempt", "second_attempt"].iter().enumerate() {
+        let recorded_event = &recorded(TEST, key)["Messages"][0]["Body"]["event"];
+        assert_conforms(TEST, key, &calls[i], recorded_event);
+    }
+}
+
+/// Message attributes reach the function as AWS shapes them, with SQS's MD5 of them (the
+/// recorded value is not masked, so it is compared exactly).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_message_attributes_and_their_md5() {
+    use aws_sdk_sqs::types::MessageAttributeValue;
+    const TEST: &str = "test_message_body_and_attributes_passed_correctly";
+    let moto = Moto::start();
+    let queue = Queue::create(&moto, "conf-attributes", &[]).await;
+    let function = FunctionServer::start(|_, _| Reply::ok("null"));
+    let (section, api) = Api::section();
+    let esmd = Esmd::start(&moto, &function, &section);
+    let (_, created) = api.create(
+        json!({"EventSourceArn": queue.arn, "FunctionName": "conf-attributes", "BatchSize": 1}),
+    );
+    api.wait_enabled(&esmd, created["UUID"].as_str().unwrap());
+    let attribute = |data_type: &str, value: &str| {
+        MessageAttributeValue::builder()
+            .data_type(data_type)
+            .string_value(value)
+            .build()
+            .unwrap()
+    };
+    queue
+        .client
+        .send_message()
+        .queue_url(&queue.url)
+        // Python's json.dumps spacing, as the recorded test sent it.
+        .message_body(r#"{"destination": "d", "fail_attempts": 0}"#)
+        .message_attributes("Title", attribute("String", "The Whistler"))
+        .message_attributes("Author", attribute("String", "John Grisham"))
+        .message_attributes("WeeksOn", attribute("Number", "6"))
+        .send()
+        .await
+        .unwrap();
+    esmd.wait_for(Duration::from_secs(30), "the message", || {
+        function.completed() >= 1
+    });
+    let recorded_event = &recorded(TEST, "first_attempt")["Messages"][0]["Body"]["event"];
+    assert_conforms(TEST, "first_attempt", &events(&function)[0], recorded_event);
+}
+
+/// A batching window of 1 s: a record without message attributes has
+/// `"md5OfMessageAttributes": null`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_with_a_batching_window() {
+    const TEST: &str = "test_sqs_event_source_mapping";
+    let moto = Moto::start();
+    let queue = Queue::create(&moto, "conf-window", &[]).await;
+    let function = FunctionServer::start(|_, _| Reply::ok("null"));
+    let (section, api) = Api::section();
+    let esmd = Esmd::start(&moto, &function, &section);
+    let uuid = create_conforming(
+        &api,
+        TEST,
+        "create-event-source-mapping-response",
+        json!({"EventSourceArn": queue.arn, "FunctionName": "conf-window", "BatchSize": 10,
+               "MaximumBatchingWindowInSeconds": 1}),
+    );
+    api.wait_enabled(&esmd, &uuid);
+    queue.send(&json!({"foo": "bar"}).to_string()).await;
+    esmd.wait_for(Duration::from_secs(30), "the message", || {
+        function.completed() >= 1
+    });
+    assert_conforms(
+        TEST,
+        "events",
+        &json!(events(&function)),
+        recorded(TEST, "events"),
+    );
+}
+
+/// A second mapping of the same queue and function: 409 ResourceConflictException with
+/// AWS's message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_mappings_are_a_conflict() {
+    const TEST: &str = "test_duplicate_event_source_mappings";
+    let moto = Moto::start();
+    let queue = Queue::create(&moto, "conf-duplicate", &[]).await;
+    let function = FunctionServer::start(|_, _| Reply::ok("null"));
+    let (section, api) = Api::section();
+    let _esmd = Esmd::start(&moto, &function, &section);
+    let request = json!({"EventSourceArn": queue.arn, "FunctionName": "conf-duplicate"});
+    create_conforming(&api, TEST, "create", request.clone());
+    let (status, error) = api.create(request);
+    let recorded_error = recorded(TEST, "error");
+    assert_eq!(Some(status as u64), recorded_error["$status"].as_u64());
+    // botocore adds `Error` (code and message) from the response; the body is the rest.
+    let mut body_only = recorded_error.clone();
+    body_only.as_object_mut().unwrap().remove("Error");
+    assert_conforms(TEST, "error", &error, &body_only);
+}
