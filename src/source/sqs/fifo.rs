@@ -36,7 +36,7 @@ enum Turn {
     /// It is awaited, but others come first: hold it.
     Early,
     /// Not awaited while others are: release it.
-    OutOfTurn,
+    Refused,
 }
 
 impl FifoGroups {
@@ -57,7 +57,7 @@ impl FifoGroups {
             let blocked = refused.contains(&group)
                 || (!mine.contains(&group) && self.in_flight.contains(&group));
             let turn = if blocked {
-                Turn::OutOfTurn
+                Turn::Refused
             } else {
                 self.turn(&group, &m.message_id)
             };
@@ -70,7 +70,7 @@ impl FifoGroups {
                 }
                 Turn::Early => self.held.entry(group).or_default().push(m),
                 // A released message does not count as the failed one coming back.
-                Turn::OutOfTurn => {
+                Turn::Refused => {
                     refused.insert(group);
                     release.push(m);
                 }
@@ -109,7 +109,7 @@ impl FifoGroups {
         } else if pending.is_empty() {
             Turn::Free
         } else {
-            Turn::OutOfTurn
+            Turn::Refused
         }
     }
 
