@@ -195,7 +195,7 @@ async fn sqs_retry_after_the_visibility_timeout() {
     );
 
     queue
-        .send(&r#"{"destination": "d", "fail_attempts": 1}"#)
+        .send(r#"{"destination": "d", "fail_attempts": 1}"#)
         .await;
     esmd.wait_for(Duration::from_secs(30), "two attempts", || {
         function.completed() >= 2
