@@ -298,3 +298,286 @@ async fn duplicate_mappings_are_a_conflict() {
     body_only.as_object_mut().unwrap().remove("Error");
     assert_conforms(TEST, "error", &error, &body_only);
 }
+
+/// The records of every invocation, in order.
+fn all_records(function: &FunctionServer) -> Vec<Value> {
+    function
+        .calls()
+        .iter()
+        .flat_map(|c| c.records().clone())
+        .collect()
+}
+
+/// The bodies of the messages in `queue`, parsed.
+async fn queue_payloads(queue: &Queue) -> Vec<Value> {
+    queue
+        .peek_bodies()
+        .await
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect()
+}
+
+/// Kinesis, LATEST, ten records: AWS's record shape, field by field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kinesis_records() {
+    const TEST: &str = "test_create_kinesis_event_source_mapping";
+    let moto = Moto::start();
+    let kinesis = kinesis(&moto.endpoint).await;
+    create_stream(&kinesis, "conf-stream", 1).await;
+    let function = FunctionServer::start(|_, _| Reply::ok("null"));
+    let (section, api) = Api::section();
+    let esmd = Esmd::start(&moto, &function, &section);
+    let uuid = create_conforming(
+        &api,
+        TEST,
+        "create_event_source_mapping_response",
+        json!({"EventSourceArn": stream_arn("conf-stream"), "FunctionName": "conf-kinesis",
+               "StartingPosition": "LATEST"}),
+    );
+    api.wait_enabled(&esmd, &uuid);
+    esmd.wait_until_idle(Duration::from_secs(30));
+    for i in 0..10 {
+        put(&kinesis, "conf-stream", &format!("test_{i}"), "hello").await;
+    }
+    esmd.wait_for(Duration::from_secs(30), "10 records", || {
+        all_records(&function).len() >= 10
+    });
+    let recorded_records = &recorded(TEST, "kinesis_records")["Records"];
+    assert_conforms(
+        TEST,
+        "kinesis_records",
+        &json!(all_records(&function)),
+        recorded_records,
+    );
+}
+
+/// Kinesis, a function that always fails, MaximumRetryAttempts 1: after two invocations the
+/// record's batch goes to the SQS destination in AWS's shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kinesis_on_failure_destination() {
+    const TEST: &str = "test_kinesis_event_source_mapping_with_on_failure_destination_config";
+    let moto = Moto::start();
+    let kinesis = kinesis(&moto.endpoint).await;
+    create_stream(&kinesis, "conf-failing", 1).await;
+    let destination = Queue::create(&moto, "conf-kinesis-failures", &[]).await;
+    let function = FunctionServer::start(|_, _| Reply::function_error());
+    let (section, api) = Api::section();
+    let esmd = Esmd::start(&moto, &function, &section);
+    create_conforming(
+        &api,
+        TEST,
+        "create_event_source_mapping_response",
+        json!({"EventSourceArn": stream_arn("conf-failing"), "FunctionName": "conf-failing",
+               "StartingPosition": "TRIM_HORIZON", "BatchSize": 1,
+               "MaximumBatchingWindowInSeconds": 1, "MaximumRetryAttempts": 1,
+               "DestinationConfig": {"OnFailure": {"Destination": destination.arn}}}),
+    );
+    put(&kinesis, "conf-failing", "test", "hello").await;
+    eventually(
+        Duration::from_secs(60),
+        "the failure record",
+        Some(&esmd),
+        || async { !destination.peek_bodies().await.is_empty() },
+    )
+    .await;
+    let recorded_payload = &recorded(TEST, "sqs_payload")["Messages"][0]["Body"];
+    assert_conforms(
+        TEST,
+        "sqs_payload",
+        &queue_payloads(&destination).await[0],
+        recorded_payload,
+    );
+}
+
+/// Kinesis with ReportBatchItemFailures, batch 3, six records of which the last fails
+/// always: the function sees 0-2, 3-5, then 5 three more times (MaximumRetryAttempts 3),
+/// and 5 reaches the destination with approximateInvokeCount 4 and functionError null.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kinesis_partial_batch_failures() {
+    use base64::Engine;
+    const TEST: &str = "test_kinesis_report_batch_item_failures";
+    let moto = Moto::start();
+    let kinesis = kinesis(&moto.endpoint).await;
+    create_stream(&kinesis, "conf-partial", 1).await;
+    let destination = Queue::create(&moto, "conf-partial-failures", &[]).await;
+    let function = FunctionServer::start(|call, _| {
+        let failures: Vec<Value> = call
+            .records()
+            .iter()
+            .filter(|r| {
+                let data = r["kinesis"]["data"].as_str().unwrap_or_default();
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(data)
+                    .unwrap();
+                let body: Value = serde_json::from_slice(&bytes).unwrap();
+                body["should_fail"] == true
+            })
+            .map(|r| json!({"itemIdentifier": r["kinesis"]["sequenceNumber"]}))
+            .collect();
+        Reply::ok(json!({"batchItemFailures": failures}).to_string())
+    });
+    let (section, api) = Api::section();
+    let esmd = Esmd::start(&moto, &function, &section);
+    for i in 0..6 {
+        // Python's json.dumps spacing, as the recorded test sent it.
+        let data = format!(r#"{{"should_fail": {}}}"#, i == 5);
+        put(&kinesis, "conf-partial", &format!("test_{i}"), &data).await;
+    }
+    create_conforming(
+        &api,
+        TEST,
+        "create_event_source_mapping_response",
+        json!({"EventSourceArn": stream_arn("conf-partial"), "FunctionName": "conf-partial",
+               "StartingPosition": "TRIM_HORIZON", "BatchSize": 3,
+               "MaximumBatchingWindowInSeconds": 1, "MaximumRetryAttempts": 3,
+               "FunctionResponseTypes": ["ReportBatchItemFailures"],
+               "DestinationConfig": {"OnFailure": {"Destination": destination.arn}}}),
+    );
+    eventually(
+        Duration::from_secs(60),
+        "the failure record",
+        Some(&esmd),
+        || async { !destination.peek_bodies().await.is_empty() },
+    )
+    .await;
+    let recorded_payload = &recorded(TEST, "sqs_payload")["Messages"][0]["Body"];
+    assert_conforms(
+        TEST,
+        "sqs_payload",
+        &queue_payloads(&destination).await[0],
+        recorded_payload,
+    );
+    let mut records = all_records(&function);
+    records.sort_by_key(|r| {
+        r["kinesis"]["partitionKey"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    });
+    let recorded_records = &recorded(TEST, "kinesis_records")["Records"];
+    assert_conforms(TEST, "kinesis_records", &json!(records), recorded_records);
+}
+
+async fn dynamodb_table(moto: &Moto, name: &str) -> String {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        StreamSpecification, StreamViewType,
+    };
+    let client = aws_sdk_dynamodb::Client::new(&sdk_config(&moto.endpoint).await);
+    let out = client
+        .create_table()
+        .table_name(name)
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("my_partition_key")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("my_partition_key")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewImage)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let arn = out
+        .table_description()
+        .unwrap()
+        .latest_stream_arn()
+        .unwrap()
+        .to_string();
+    use aws_sdk_dynamodb::types::AttributeValue;
+    client
+        .put_item()
+        .table_name(name)
+        .item("my_partition_key", AttributeValue::S("hello world".into()))
+        .item(
+            "binary_key",
+            AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(b"foobar".to_vec())),
+        )
+        .send()
+        .await
+        .unwrap();
+    arn
+}
+
+/// DynamoDB Streams, NEW_IMAGE: AWS's record shape. `SizeBytes` comes from the stream
+/// (moto's differs from DynamoDB's; README, emulator differences).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_records() {
+    const TEST: &str = "test_dynamodb_event_source_mapping";
+    let moto = Moto::start();
+    let stream = dynamodb_table(&moto, "conf-table").await;
+    let function = FunctionServer::start(|_, _| Reply::ok("null"));
+    let (section, api) = Api::section();
+    let esmd = Esmd::start(&moto, &function, &section);
+    create_conforming(
+        &api,
+        TEST,
+        "create_event_source_mapping_response",
+        json!({"EventSourceArn": stream, "FunctionName": "conf-dynamodb",
+               "StartingPosition": "TRIM_HORIZON", "BatchSize": 1,
+               "MaximumBatchingWindowInSeconds": 1, "MaximumRetryAttempts": 1}),
+    );
+    esmd.wait_for(Duration::from_secs(30), "the record", || {
+        function.completed() >= 1
+    });
+    let mut recorded_event = recorded(TEST, "event_logs")[0].clone();
+    let mut event = events(&function)[0].clone();
+    let moto_size = event["Records"][0]["dynamodb"]["SizeBytes"].take();
+    let aws_size = recorded_event["Records"][0]["dynamodb"]["SizeBytes"].take();
+    assert!(
+        moto_size.is_u64() && aws_size.is_u64(),
+        "{moto_size} / {aws_size}"
+    );
+    assert_conforms(TEST, "event_logs", &event, &recorded_event);
+}
+
+/// DynamoDB Streams, a function that always fails, MaximumRetryAttempts 1: the batch goes
+/// to the SQS destination in AWS's shape (`DDBStreamBatchInfo`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_on_failure_destination() {
+    const TEST: &str = "test_dynamodb_event_source_mapping_with_on_failure_destination_config";
+    let moto = Moto::start();
+    let stream = dynamodb_table(&moto, "conf-failing-table").await;
+    let destination = Queue::create(&moto, "conf-ddb-failures", &[]).await;
+    let function = FunctionServer::start(|_, _| Reply::function_error());
+    let (section, api) = Api::section();
+    let esmd = Esmd::start(&moto, &function, &section);
+    create_conforming(
+        &api,
+        TEST,
+        "create_event_source_mapping_response",
+        json!({"EventSourceArn": stream, "FunctionName": "conf-ddb-failing",
+               "StartingPosition": "TRIM_HORIZON", "BatchSize": 1,
+               "MaximumBatchingWindowInSeconds": 1, "MaximumRetryAttempts": 1,
+               "DestinationConfig": {"OnFailure": {"Destination": destination.arn}}}),
+    );
+    eventually(
+        Duration::from_secs(60),
+        "the failure record",
+        Some(&esmd),
+        || async { !destination.peek_bodies().await.is_empty() },
+    )
+    .await;
+    let recorded_payload = &recorded(TEST, "destination_queue_messages")["Messages"][0]["Body"];
+    assert_conforms(
+        TEST,
+        "destination_queue_messages",
+        &queue_payloads(&destination).await[0],
+        recorded_payload,
+    );
+}

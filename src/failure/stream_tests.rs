@@ -90,7 +90,11 @@ fn a_partial_response_settles_the_prefix_and_retries_the_rest() {
             after: None
         }
     );
-    assert_eq!((span.start, span.end, span.retries), (4, 10, 1));
+    // The checkpoint moved: the rest is a new batch, its counts start again.
+    assert_eq!(
+        (span.start, span.end, span.retries, span.invocations),
+        (4, 10, 0, 0)
+    );
     assert_eq!(
         span.response,
         Some(ResponseContext {
@@ -153,6 +157,60 @@ fn too_large_splits_without_counting_and_gives_up_a_single_record() {
             response: None
         }
     );
+}
+
+/// AWS's recording (LocalStack `test_kinesis_report_batch_item_failures`): batch 3, the
+/// last record always reported failed, MaximumRetryAttempts 3. The record is invoked once
+/// in the first batch and four times on its own; the failure record says
+/// approximateInvokeCount 4 and functionError null.
+#[test]
+fn retries_count_from_the_new_checkpoint_after_a_partial_response() {
+    let p = policy(Some(3), false);
+    let mut span = Span::whole(3);
+    let mut appearances = 0;
+    let mut attempt = Attempt::Answered(Verdict::FailedFrom(2));
+    let step = loop {
+        appearances += 1;
+        match next_step(&mut span, &attempt, &p) {
+            Step::Retry { .. } => attempt = Attempt::Answered(Verdict::FailedFrom(0)),
+            other => break other,
+        }
+    };
+    assert_eq!(appearances, 5);
+    assert_eq!(span.invocations, 4);
+    assert_eq!(
+        step,
+        Step::GiveUp {
+            condition: Condition::RetryAttemptsExhausted,
+            response: Some(ResponseContext {
+                status_code: 200,
+                function_error: None
+            })
+        }
+    );
+}
+
+/// An identifier that moves nothing (the first record, or an invalid one) counts as a
+/// retry of the same batch: MaximumRetryAttempts 2 gives 3 invocations (LocalStack's
+/// observation, esm-semantics-reference §3.4).
+#[test]
+fn a_partial_response_that_moves_nothing_counts_as_a_retry() {
+    let p = policy(Some(2), false);
+    let mut span = Span::whole(3);
+    let failed = Attempt::Answered(Verdict::FailedFrom(0));
+    assert!(matches!(
+        next_step(&mut span, &failed, &p),
+        Step::Retry { .. }
+    ));
+    assert!(matches!(
+        next_step(&mut span, &failed, &p),
+        Step::Retry { .. }
+    ));
+    assert!(matches!(
+        next_step(&mut span, &failed, &p),
+        Step::GiveUp { .. }
+    ));
+    assert_eq!(span.invocations, 3);
 }
 
 #[test]
