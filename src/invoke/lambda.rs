@@ -1,6 +1,11 @@
 //! [`Invoker`] over the Lambda Invoke API (`POST /2015-03-31/functions/{name}/invocations`),
 //! synchronous (`RequestResponse`). Works against AWS, LocalStack, moto and Lambda's Runtime
 //! Interface Emulator alike; the endpoint comes from `AWS_ENDPOINT_URL_LAMBDA` & co.
+//!
+//! Lambda caps a synchronous response at 6 MB and reports a larger one as a function error
+//! (`Function.ResponseSizeTooLarge`). An emulator or a misbehaving endpoint may send more: the
+//! client's [`ResponseCap`] stops reading at the cap (the SDK would otherwise buffer the
+//! whole body) and the batch fails as Lambda would fail it.
 
 use std::time::Duration;
 
@@ -11,8 +16,17 @@ use aws_sdk_lambda::types::InvocationType;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextMut;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::config_bag::ConfigBag;
+
+use super::http::response_too_large;
 use super::{looks_like_rie_error, InvokeOutcome, Invoker};
 use crate::aws::error::{AwsFailure, FailureClass};
+use crate::config::MAX_INVOKE_PAYLOAD_BYTES;
 
 /// Invokes functions through aws-sdk-lambda. The client must have SDK retries disabled: the
 /// failure policy owns retrying.
@@ -23,7 +37,14 @@ pub(crate) struct LambdaInvoker {
 
 impl LambdaInvoker {
     pub(crate) fn new(client: aws_sdk_lambda::Client) -> Self {
-        LambdaInvoker { client }
+        let config = client
+            .config()
+            .to_builder()
+            .interceptor(ResponseCap)
+            .build();
+        LambdaInvoker {
+            client: aws_sdk_lambda::Client::from_conf(config),
+        }
     }
 
     async fn call(&self, function: &str, payload: Bytes) -> InvokeOutcome {
@@ -50,9 +71,58 @@ impl LambdaInvoker {
                     None => InvokeOutcome::Returned { body },
                 }
             }
+            Err(err) if over_the_cap(&err) => response_too_large(),
             Err(err) => classify_error(&err),
         }
     }
+}
+
+/// The response was larger than Lambda's 6 MB.
+#[derive(Debug, thiserror::Error)]
+#[error("the function's response is larger than Lambda's {MAX_INVOKE_PAYLOAD_BYTES} bytes")]
+struct ResponseTooLarge;
+
+/// Refuses a response whose `Content-Length` passes the cap, and limits the reading of any
+/// other to the cap.
+#[derive(Debug)]
+struct ResponseCap;
+
+impl Intercept for ResponseCap {
+    fn name(&self) -> &'static str {
+        "esmd::ResponseCap"
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let response = context.response_mut();
+        let declared = response
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > MAX_INVOKE_PAYLOAD_BYTES) {
+            return Err(ResponseTooLarge.into());
+        }
+        let body = std::mem::replace(response.body_mut(), SdkBody::taken());
+        *response.body_mut() =
+            SdkBody::from_body_1_x(http_body_util::Limited::new(body, MAX_INVOKE_PAYLOAD_BYTES));
+        Ok(())
+    }
+}
+
+/// Whether an Invoke failed because the response passed the cap.
+fn over_the_cap(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if e.is::<ResponseTooLarge>() || e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 impl Invoker for LambdaInvoker {
@@ -104,6 +174,71 @@ pub(crate) fn outcome_of(failure: AwsFailure) -> InvokeOutcome {
 mod tests {
     use super::*;
     use crate::aws::error::classify;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A Lambda endpoint answering every Invoke with `size` bytes of spaces, declared with
+    /// Content-Length or sent chunked (so the cap must be enforced while reading).
+    async fn lambda_answering(size: usize, chunked: bool) -> LambdaInvoker {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = vec![0u8; 64 * 1024];
+                let _ = socket.read(&mut request).await;
+                let head = if chunked {
+                    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_string()
+                } else {
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n")
+                };
+                let _ = socket.write_all(head.as_bytes()).await;
+                let chunk = vec![b' '; 64 * 1024];
+                let mut sent = 0;
+                while sent < size {
+                    let n = chunk.len().min(size - sent);
+                    let written = if chunked {
+                        let mut framed = format!("{n:x}\r\n").into_bytes();
+                        framed.extend_from_slice(&chunk[..n]);
+                        framed.extend_from_slice(b"\r\n");
+                        socket.write_all(&framed).await
+                    } else {
+                        socket.write_all(&chunk[..n]).await
+                    };
+                    if written.is_err() {
+                        break;
+                    }
+                    sent += n;
+                }
+                if chunked {
+                    let _ = socket.write_all(b"0\r\n\r\n").await;
+                }
+            }
+        });
+        let config = aws_sdk_lambda::Config::builder()
+            .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
+            .region(aws_sdk_lambda::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_lambda::config::Credentials::for_tests())
+            .retry_config(aws_sdk_lambda::config::retry::RetryConfig::disabled())
+            .endpoint_url(endpoint)
+            .build();
+        LambdaInvoker::new(aws_sdk_lambda::Client::from_conf(config))
+    }
+
+    #[tokio::test]
+    async fn a_response_over_six_megabytes_is_a_function_error_whether_declared_or_not() {
+        let over = MAX_INVOKE_PAYLOAD_BYTES + 1024 * 1024;
+        for chunked in [false, true] {
+            let outcome = lambda_answering(over, chunked)
+                .await
+                .call("f", Bytes::from_static(b"{}"))
+                .await;
+            assert_eq!(outcome, response_too_large(), "chunked: {chunked}");
+            let small = lambda_answering(1024, chunked)
+                .await
+                .call("f", Bytes::from_static(b"{}"))
+                .await;
+            assert!(matches!(small, InvokeOutcome::Returned { .. }), "{small:?}");
+        }
+    }
 
     #[test]
     fn statuses_and_codes_map_to_outcomes() {
