@@ -28,6 +28,12 @@ SELECT = {
         "test_message_body_and_attributes_passed_correctly": ["first_attempt"],
         "test_sqs_event_source_mapping": ["create-event-source-mapping-response", "events"],
         "test_duplicate_event_source_mappings": ["create", "error"],
+        **{f"test_sqs_event_filter[{case}]": [
+            "create_event_source_mapping_response", "invocation_events"]
+           for case in ["single", "or", "and", "exists", "numeric-bigger", "numeric-smaller",
+                        "numeric-range", "prefix", "valid-json-filter"]},
+        **{f"test_sqs_invalid_event_filter[{case}]": ["create_event_source_mapping_exception"]
+           for case in ["None", "simple string", "invalid_filter2", "invalid_filter3"]},
     },
     "test_lambda_integration_kinesis.snapshot.json": {
         "test_create_kinesis_event_source_mapping": [

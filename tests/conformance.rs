@@ -459,7 +459,7 @@ async fn kinesis_partial_batch_failures() {
     assert_conforms(TEST, "kinesis_records", &json!(records), recorded_records);
 }
 
-async fn dynamodb_table(moto: &Moto, name: &str) -> String {
+async fn dynamodb_table(moto: &Moto, name: &str, with_binary: bool) -> String {
     use aws_sdk_dynamodb::types::{
         AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
         StreamSpecification, StreamViewType,
@@ -500,17 +500,17 @@ async fn dynamodb_table(moto: &Moto, name: &str) -> String {
         .unwrap()
         .to_string();
     use aws_sdk_dynamodb::types::AttributeValue;
-    client
+    let mut put = client
         .put_item()
         .table_name(name)
-        .item("my_partition_key", AttributeValue::S("hello world".into()))
-        .item(
+        .item("my_partition_key", AttributeValue::S("hello world".into()));
+    if with_binary {
+        put = put.item(
             "binary_key",
             AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(b"foobar".to_vec())),
-        )
-        .send()
-        .await
-        .unwrap();
+        );
+    }
+    put.send().await.unwrap();
     arn
 }
 
@@ -520,7 +520,7 @@ async fn dynamodb_table(moto: &Moto, name: &str) -> String {
 async fn dynamodb_records() {
     const TEST: &str = "test_dynamodb_event_source_mapping";
     let moto = Moto::start();
-    let stream = dynamodb_table(&moto, "conf-table").await;
+    let stream = dynamodb_table(&moto, "conf-table", true).await;
     let function = FunctionServer::start(|_, _| Reply::ok("null"));
     let (section, api) = Api::section();
     let esmd = Esmd::start(&moto, &function, &section);
@@ -552,7 +552,7 @@ async fn dynamodb_records() {
 async fn dynamodb_on_failure_destination() {
     const TEST: &str = "test_dynamodb_event_source_mapping_with_on_failure_destination_config";
     let moto = Moto::start();
-    let stream = dynamodb_table(&moto, "conf-failing-table").await;
+    let stream = dynamodb_table(&moto, "conf-failing-table", false).await;
     let destination = Queue::create(&moto, "conf-ddb-failures", &[]).await;
     let function = FunctionServer::start(|_, _| Reply::function_error());
     let (section, api) = Api::section();
@@ -580,4 +580,276 @@ async fn dynamodb_on_failure_destination() {
         &queue_payloads(&destination).await[0],
         recorded_payload,
     );
+}
+
+/// Where an on-failure record can be read back: an SNS topic (through an SQS queue
+/// subscribed with raw delivery) or an S3 bucket.
+enum Inbox {
+    Sns(Queue),
+    S3(aws_sdk_s3::Client),
+}
+
+impl Inbox {
+    /// The destination ARN and where its records arrive.
+    async fn sns(moto: &Moto, name: &str) -> (String, Inbox) {
+        let sns = aws_sdk_sns::Client::new(&sdk_config(&moto.endpoint).await);
+        let topic = sns.create_topic().name(name).send().await.unwrap();
+        let topic_arn = topic.topic_arn().unwrap().to_string();
+        let inbox = Queue::create(moto, &format!("{name}-inbox"), &[]).await;
+        sns.subscribe()
+            .topic_arn(&topic_arn)
+            .protocol("sqs")
+            .endpoint(&inbox.arn)
+            .attributes("RawMessageDelivery", "true")
+            .send()
+            .await
+            .unwrap();
+        (topic_arn, Inbox::Sns(inbox))
+    }
+
+    async fn s3(moto: &Moto, bucket: &str) -> (String, Inbox) {
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk_config(&moto.endpoint).await)
+                .force_path_style(true)
+                .build(),
+        );
+        s3.create_bucket().bucket(bucket).send().await.unwrap();
+        (format!("arn:aws:s3:::{bucket}"), Inbox::S3(s3))
+    }
+
+    async fn first(&self) -> Option<Value> {
+        match self {
+            Inbox::Sns(queue) => queue_payloads(queue).await.into_iter().next(),
+            Inbox::S3(s3) => {
+                let bucket = "conf-failures";
+                let listed = s3.list_objects_v2().bucket(bucket).send().await.ok()?;
+                let key = listed.contents().first()?.key()?.to_string();
+                let object = s3.get_object().bucket(bucket).key(key).send().await.ok()?;
+                let bytes = object.body.collect().await.ok()?.into_bytes();
+                serde_json::from_slice(&bytes).ok()
+            }
+        }
+    }
+}
+
+/// A stream mapping whose function always fails (batch 1, window 1, one retry), with an
+/// on-failure destination; returns the failure record it wrote.
+async fn failure_record(moto: &Moto, source: &str, destination: &str, inbox: &Inbox) -> Value {
+    let function = FunctionServer::start(|_, _| Reply::function_error());
+    let (section, api) = Api::section();
+    let esmd = Esmd::start(moto, &function, &section);
+    let (status, created) = api.create(json!({
+        "EventSourceArn": source, "FunctionName": "conf-failing",
+        "StartingPosition": "TRIM_HORIZON", "BatchSize": 1,
+        "MaximumBatchingWindowInSeconds": 1, "MaximumRetryAttempts": 1,
+        "DestinationConfig": {"OnFailure": {"Destination": destination}}}));
+    assert_eq!(status, 202, "{created}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(record) = inbox.first().await {
+            return record;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failure record\n{}",
+            esmd.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Python's json.dumps of the recorded tests' Kinesis record.
+const KINESIS_FAILING_DATA: &str = r#"{"input": "hello", "value": "world", "raise_error": 1}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kinesis_on_failure_to_sns() {
+    const TEST: &str = "test_kinesis_event_source_mapping_with_sns_on_failure_destination_config";
+    let moto = Moto::start();
+    let kinesis = kinesis(&moto.endpoint).await;
+    create_stream(&kinesis, "conf-sns", 1).await;
+    put(&kinesis, "conf-sns", "custom", KINESIS_FAILING_DATA).await;
+    let (topic, inbox) = Inbox::sns(&moto, "conf-failures").await;
+    let record = failure_record(&moto, &stream_arn("conf-sns"), &topic, &inbox).await;
+    let recorded_message = &recorded(TEST, "failure_sns_message")["Message"];
+    assert_conforms(TEST, "failure_sns_message", &record, recorded_message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kinesis_on_failure_to_s3() {
+    const TEST: &str = "test_kinesis_event_source_mapping_with_s3_on_failure_destination";
+    let moto = Moto::start();
+    let kinesis = kinesis(&moto.endpoint).await;
+    create_stream(&kinesis, "conf-s3", 1).await;
+    put(&kinesis, "conf-s3", "custom", KINESIS_FAILING_DATA).await;
+    let (bucket, inbox) = Inbox::s3(&moto, "conf-failures").await;
+    let record = failure_record(&moto, &stream_arn("conf-s3"), &bucket, &inbox).await;
+    assert_conforms(TEST, "record_body", &record, recorded(TEST, "record_body"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_on_failure_to_sns() {
+    const TEST: &str = "test_dynamodb_event_source_mapping_with_sns_on_failure_destination_config";
+    let moto = Moto::start();
+    let stream = dynamodb_table(&moto, "conf-sns-table", false).await;
+    let (topic, inbox) = Inbox::sns(&moto, "conf-failures").await;
+    let record = failure_record(&moto, &stream, &topic, &inbox).await;
+    let recorded_message = &recorded(TEST, "failure_sns_message")["Message"];
+    assert_conforms(TEST, "failure_sns_message", &record, recorded_message);
+}
+
+/// The S3 record carries the batch (`payload`); its `SizeBytes` comes from the stream, and
+/// moto's differs from DynamoDB's (README, emulator differences).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_on_failure_to_s3() {
+    const TEST: &str = "test_dynamodb_event_source_mapping_with_s3_on_failure_destination";
+    let moto = Moto::start();
+    let stream = dynamodb_table(&moto, "conf-s3-table", false).await;
+    let (bucket, inbox) = Inbox::s3(&moto, "conf-failures").await;
+    let mut record = failure_record(&moto, &stream, &bucket, &inbox).await;
+    let mut recorded_record = recorded(TEST, "record_body").clone();
+    if let Some(text) = record["payload"].as_str() {
+        record["payload"] = serde_json::from_str(text).unwrap();
+    }
+    let moto_size = record["payload"]["Records"][0]["dynamodb"]["SizeBytes"].take();
+    let aws_size = recorded_record["payload"]["Records"][0]["dynamodb"]["SizeBytes"].take();
+    assert!(
+        moto_size.is_u64() && aws_size.is_u64(),
+        "{moto_size} / {aws_size}"
+    );
+    assert_conforms(TEST, "record_body", &record, &recorded_record);
+}
+
+/// The recorded filter cases: (id, pattern, matching body, non-matching body), written as
+/// the recorded test wrote them (Python's json.dumps spacing).
+const FILTER_CASES: [(&str, &str, &str, &str); 9] = [
+    (
+        "single",
+        r#"{"body": {"my-key": ["my-value"]}}"#,
+        r#"{"my-key": "my-value"}"#,
+        r#"{"my-key": "other-value"}"#,
+    ),
+    (
+        "or",
+        r#"{"body": {"my-key": ["my-value-one", "my-value-two"]}}"#,
+        r#"{"my-key": "my-value-two"}"#,
+        r#"{"my-key": "other-value"}"#,
+    ),
+    (
+        "and",
+        r#"{"body": {"my-key-one": ["other-filter", "my-value-one"], "my-key-two": ["my-value-two"]}}"#,
+        r#"{"my-key-one": "my-value-one", "my-key-two": "my-value-two"}"#,
+        r#"{"my-key-one": "other-value-", "my-key-two": "my-value-two"}"#,
+    ),
+    (
+        "exists",
+        r#"{"body": {"my-key": [{"exists": true}]}}"#,
+        r#"{"my-key": "any-value-one"}"#,
+        r#"{"other-key": "any-value-two"}"#,
+    ),
+    (
+        "numeric-bigger",
+        r#"{"body": {"my-number": [{"numeric": [">", 100]}]}}"#,
+        r#"{"my-number": 101}"#,
+        r#"{"my-number": 100}"#,
+    ),
+    (
+        "numeric-smaller",
+        r#"{"body": {"my-number": [{"numeric": ["<", 100]}]}}"#,
+        r#"{"my-number": 99}"#,
+        r#"{"my-number": 100}"#,
+    ),
+    (
+        "numeric-range",
+        r#"{"body": {"my-number": [{"numeric": [">=", 100, "<", 200]}]}}"#,
+        r#"{"my-number": 100}"#,
+        r#"{"my-number": 200}"#,
+    ),
+    (
+        "prefix",
+        r#"{"body": {"my-key": [{"prefix": "yes"}]}}"#,
+        r#"{"my-key": "yes-value"}"#,
+        r#"{"my-key": "no-value"}"#,
+    ),
+    (
+        "valid-json-filter",
+        r#"{"body": {"my-key": ["my-value"]}}"#,
+        r#"{"my-key": "my-value"}"#,
+        "plain-string",
+    ),
+];
+
+/// SQS event filtering, each recorded case: only the matching message reaches the function,
+/// in one invocation, and the other is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_event_filters() {
+    let moto = Moto::start();
+    let function = FunctionServer::start(|_, _| Reply::ok("null"));
+    let (section, api) = Api::section();
+    let esmd = Esmd::start(&moto, &function, &section);
+    let mut queues = Vec::new();
+    for (i, (case, pattern, matching, not_matching)) in FILTER_CASES.iter().enumerate() {
+        let test = format!("test_sqs_event_filter[{case}]");
+        let queue = Queue::create(&moto, &format!("conf-filter-{i}"), &[]).await;
+        queue.send(matching).await;
+        queue.send(not_matching).await;
+        create_conforming(
+            &api,
+            &test,
+            "create_event_source_mapping_response",
+            json!({"EventSourceArn": queue.arn, "FunctionName": format!("conf-filter-{i}"),
+                   "MaximumBatchingWindowInSeconds": 1,
+                   "FilterCriteria": {"Filters": [{"Pattern": pattern}]}}),
+        );
+        queues.push((test, queue, format!("conf-filter-{i}")));
+    }
+    for (test, queue, name) in &queues {
+        eventually(Duration::from_secs(30), test, Some(&esmd), || async {
+            queue.is_empty().await
+        })
+        .await;
+        let received: Vec<Value> = function
+            .calls()
+            .iter()
+            .filter(|c| &c.function == name)
+            .map(|c| c.event.clone())
+            .collect();
+        assert_conforms(
+            test,
+            "invocation_events",
+            &json!(received),
+            recorded(test, "invocation_events"),
+        );
+    }
+}
+
+/// Invalid patterns are refused as AWS refuses them: 400 InvalidParameterValueException,
+/// "Invalid filter pattern definition." (esmd adds which pattern and why).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_invalid_event_filters() {
+    let moto = Moto::start();
+    let function = FunctionServer::start(|_, _| Reply::ok("null"));
+    let (section, api) = Api::section();
+    let _esmd = Esmd::start(&moto, &function, &section);
+    let cases = [
+        ("None", "null"),
+        ("simple string", r#""simple string""#),
+        ("invalid_filter2", r#"{"eventSource": "aws:sqs"}"#),
+        ("invalid_filter3", r#"{"eventSource": []}"#),
+    ];
+    for (case, pattern) in cases {
+        let test = format!("test_sqs_invalid_event_filter[{case}]");
+        let (status, error) = api.create(json!({
+            "EventSourceArn": queue_arn("conf-invalid-filter"), "FunctionName": "f",
+            "FilterCriteria": {"Filters": [{"Pattern": pattern}]}}));
+        let recorded_error = recorded(&test, "create_event_source_mapping_exception");
+        assert_eq!(
+            Some(status as u64),
+            recorded_error["$status"].as_u64(),
+            "{case}: {error}"
+        );
+        assert_eq!(error["Type"], recorded_error["Type"], "{case}");
+        let aws_message = recorded_error["message"].as_str().unwrap();
+        let message = error["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with(aws_message), "{case}: {message}");
+    }
 }

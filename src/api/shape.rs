@@ -311,13 +311,23 @@ fn api_message(message: &str) -> String {
     out
 }
 
-/// Validation problems as one `InvalidParameterValueException`, each naming its field.
+/// Validation problems as one `InvalidParameterValueException`, each naming its field. A bad
+/// filter pattern starts with AWS's own words ("Invalid filter pattern definition."), as
+/// recorded in `test_sqs_invalid_event_filter`, so that code matching them still works.
 fn problems_error(problems: &[ConfigProblem]) -> ApiError {
     let parts: Vec<String> = problems
         .iter()
         .map(|p| format!("{}: {}", api_path(&p.field), api_message(&p.message)))
         .collect();
-    ApiError::invalid(parts.join("; "))
+    let filter = problems
+        .iter()
+        .any(|p| p.field.starts_with("filter_criteria"));
+    let prefix = if filter {
+        "Invalid filter pattern definition. "
+    } else {
+        ""
+    };
+    ApiError::invalid(format!("{prefix}{}", parts.join("; ")))
 }
 
 /// What the daemon knows about a mapping beyond its settings.
