@@ -190,8 +190,11 @@ async fn a_partial_response_retries_from_the_lowest_failure() {
     assert_eq!(p.process("s", &records(5)).await.settled, 5);
     let calls = function.calls.lock().unwrap();
     assert_eq!(calls[0], ["1", "2", "3", "4", "5"]);
+    // The checkpoint moved to 3: from there it is a new batch, which a limit of 1 allows two
+    // invocations (AWS's recording, test_kinesis_report_batch_item_failures).
     assert_eq!(calls[1], ["3", "4", "5"]);
-    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[2], ["3", "4", "5"]);
+    assert_eq!(calls.len(), 3);
     let sent = destination.sent.lock().unwrap();
     assert_eq!(sent[0]["KinesisBatchInfo"]["startSequenceNumber"], "3");
     assert_eq!(sent[0]["KinesisBatchInfo"]["batchSize"], 3);
