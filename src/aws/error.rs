@@ -61,8 +61,11 @@ const THROTTLED: &[&str] = &[
     "KMSThrottlingException",
     "EC2ThrottledException",
 ];
-/// Codes Lambda uses for transient conditions on its side, whatever the status.
+/// Codes for transient conditions on the service's side, whatever the status (Lambda's, and
+/// Kinesis's `ResourceInUseException`: a stream being resharded, or a SubscribeToShard
+/// repeated within 5 s of the last one on that shard).
 const TRANSIENT: &[&str] = &[
+    "ResourceInUseException",
     "ResourceConflictException",
     "ResourceNotReadyException",
     "ServiceException",

@@ -39,6 +39,8 @@ pub(crate) struct Arn {
 pub(crate) enum ArnError {
     #[error("`{0}` is not an ARN (expected arn:partition:service:region:account:resource)")]
     Malformed(String),
+    #[error("`{arn}` is not a Kinesis stream or stream consumer ARN: {reason}")]
+    BadKinesis { arn: String, reason: String },
     #[error("`{arn}` is a {service} ARN; expected {expected}")]
     WrongService {
         arn: String,
@@ -76,10 +78,16 @@ pub(crate) enum EventSource {
         queue_name: String,
     },
     Kinesis {
+        /// As configured: the stream's ARN, or a stream consumer's (enhanced fan-out).
         arn: String,
         region: String,
         account_id: String,
         stream_name: String,
+        /// `arn:…:stream/NAME`, which events and failure records carry.
+        stream_arn: String,
+        /// Set when `arn` names a registered stream consumer: records are read with
+        /// SubscribeToShard (enhanced fan-out) instead of GetRecords.
+        consumer_arn: Option<String>,
     },
     DynamoDbStreams {
         arn: String,
@@ -107,15 +115,7 @@ impl EventSource {
                     queue_name: arn.resource,
                 })
             }
-            "kinesis" => match arn.resource.strip_prefix("stream/") {
-                Some(name) if !name.is_empty() && !name.contains('/') => Ok(EventSource::Kinesis {
-                    arn: text.to_string(),
-                    region: arn.region,
-                    account_id: arn.account_id,
-                    stream_name: name.to_string(),
-                }),
-                _ => Err(ArnError::Malformed(text.to_string())),
-            },
+            "kinesis" => parse_kinesis(text, arn),
             "dynamodb" => {
                 // table/NAME/stream/LABEL
                 let mut segments = arn.resource.split('/');
@@ -139,6 +139,23 @@ impl EventSource {
                 }
             }
             _ => Err(wrong(EXPECTED)),
+        }
+    }
+
+    /// The stream's own ARN: for a consumer ARN, the stream part (events and failure
+    /// records carry it, as AWS's do); otherwise [`Self::arn`].
+    pub(crate) fn stream_arn(&self) -> &str {
+        match self {
+            EventSource::Kinesis { stream_arn, .. } => stream_arn,
+            other => other.arn(),
+        }
+    }
+
+    /// The stream consumer to read through (enhanced fan-out), if one is configured.
+    pub(crate) fn consumer_arn(&self) -> Option<&str> {
+        match self {
+            EventSource::Kinesis { consumer_arn, .. } => consumer_arn.as_deref(),
+            _ => None,
         }
     }
 
@@ -188,6 +205,64 @@ impl EventSource {
     pub(crate) fn is_fifo_queue(&self) -> bool {
         matches!(self, EventSource::Sqs { queue_name, .. } if queue_name.ends_with(".fifo"))
     }
+}
+
+/// `stream/NAME` or, for enhanced fan-out, `stream/NAME/consumer/CONSUMER:CREATION_TIMESTAMP`.
+fn parse_kinesis(text: &str, arn: Arn) -> Result<EventSource, ArnError> {
+    let bad = |reason: &str| ArnError::BadKinesis {
+        arn: text.to_string(),
+        reason: reason.to_string(),
+    };
+    let rest = arn
+        .resource
+        .strip_prefix("stream/")
+        .ok_or_else(|| bad("the resource must start with stream/"))?;
+    let (name, consumer) = match rest.split_once('/') {
+        None => (rest, None),
+        Some((name, consumer)) => (name, Some(consumer)),
+    };
+    if name.is_empty() || name.contains(':') {
+        return Err(bad("the stream name is missing or contains ':'"));
+    }
+    let stream_arn = format!(
+        "arn:{}:kinesis:{}:{}:stream/{name}",
+        arn.partition, arn.region, arn.account_id
+    );
+    let consumer_arn = match consumer {
+        None => None,
+        Some(tail) => {
+            let consumer = tail.strip_prefix("consumer/").ok_or_else(|| {
+                bad("after the stream name a consumer ARN has /consumer/CONSUMER:CREATION_TIMESTAMP")
+            })?;
+            let (consumer_name, created) = consumer.split_once(':').ok_or_else(|| {
+                bad("a consumer ARN ends with :CREATION_TIMESTAMP (as RegisterStreamConsumer returns it)")
+            })?;
+            let name_ok = !consumer_name.is_empty()
+                && consumer_name.len() <= 128
+                && consumer_name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+            if !name_ok {
+                return Err(bad(
+                    "the consumer name must be 1-128 of a-z, A-Z, 0-9, _ . -",
+                ));
+            }
+            if created.is_empty() || !created.chars().all(|c| c.is_ascii_digit()) {
+                return Err(bad(
+                    "the creation timestamp after the consumer name must be digits",
+                ));
+            }
+            Some(text.to_string())
+        }
+    };
+    Ok(EventSource::Kinesis {
+        arn: text.to_string(),
+        region: arn.region,
+        account_id: arn.account_id,
+        stream_name: name.to_string(),
+        stream_arn,
+        consumer_arn,
+    })
 }
 
 /// Where a stream mapping sends the record of a batch it gave up on.
@@ -298,6 +373,45 @@ mod tests {
         )
         .unwrap();
         assert_eq!(d.kind(), SourceKind::DynamoDbStreams);
+    }
+
+    #[test]
+    fn consumer_arns_name_the_stream_and_the_consumer() {
+        let arn = "arn:aws:kinesis:us-east-1:123456789012:stream/clicks/consumer/esmd:1700000000";
+        let source = EventSource::parse(arn).unwrap();
+        assert_eq!(source.kind(), SourceKind::Kinesis);
+        assert_eq!(source.arn(), arn);
+        assert_eq!(
+            source.stream_arn(),
+            "arn:aws:kinesis:us-east-1:123456789012:stream/clicks"
+        );
+        assert_eq!(source.consumer_arn(), Some(arn));
+        assert_eq!(source.name(), "clicks");
+        let plain =
+            EventSource::parse("arn:aws:kinesis:us-east-1:123456789012:stream/clicks").unwrap();
+        assert_eq!(plain.consumer_arn(), None);
+        assert_eq!(plain.stream_arn(), plain.arn());
+        for (bad, says) in [
+            (
+                "arn:aws:kinesis:us-east-1:123456789012:stream/clicks/consumer/esmd",
+                "CREATION_TIMESTAMP",
+            ),
+            (
+                "arn:aws:kinesis:us-east-1:123456789012:stream/clicks/consumer/esmd:abc",
+                "digits",
+            ),
+            (
+                "arn:aws:kinesis:us-east-1:123456789012:stream/clicks/reader/esmd:1",
+                "/consumer/",
+            ),
+            (
+                "arn:aws:kinesis:us-east-1:123456789012:stream/clicks/consumer/:1",
+                "consumer name",
+            ),
+        ] {
+            let err = EventSource::parse(bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -29,6 +29,7 @@ use crate::failure::destination::{DestinationSender, SdkDestinations};
 use crate::invoke::lambda::LambdaInvoker;
 use crate::invoke::Invoker;
 use crate::source::dynamodb::SdkDynamoDbStreams;
+use crate::source::kinesis::fanout::SdkKinesisFanOut;
 use crate::source::kinesis::SdkKinesis;
 use crate::source::sqs::{SdkSqs, SqsApi};
 use crate::source::stream::StreamApi;
@@ -127,17 +128,29 @@ impl Clients {
         let streams: StreamApiFactory = Arc::new(move |mapping: &MappingConfig| {
             let api: Arc<dyn StreamApi> = match &mapping.source {
                 EventSource::Kinesis {
-                    arn,
+                    stream_arn,
                     region,
                     account_id,
                     stream_name,
-                } => Arc::new(SdkKinesis::new(
-                    kinesis.clone(),
-                    arn,
-                    stream_name,
-                    region,
-                    invoke_identity_arn(account_id),
-                )),
+                    consumer_arn,
+                    ..
+                } => {
+                    let polling = SdkKinesis::new(
+                        kinesis.clone(),
+                        stream_arn,
+                        stream_name,
+                        region,
+                        invoke_identity_arn(account_id),
+                    );
+                    match consumer_arn {
+                        Some(consumer) => Arc::new(SdkKinesisFanOut::new(
+                            polling,
+                            consumer,
+                            crate::source::kinesis::fanout::renew_after(),
+                        )),
+                        None => Arc::new(polling),
+                    }
+                }
                 EventSource::DynamoDbStreams { arn, region, .. } => Arc::new(
                     SdkDynamoDbStreams::new(dynamodb_streams.clone(), arn, region),
                 ),

@@ -91,7 +91,11 @@ pub(crate) fn build(
                 limits: BatchLimits::for_mapping(&mapping),
                 lanes: settings.parallelization_factor,
                 tumbling_window: settings.tumbling_window,
-                pacing: pacing(mapping.kind(), &settings),
+                pacing: pacing(
+                    mapping.kind(),
+                    mapping.source.consumer_arn().is_some(),
+                    &settings,
+                ),
                 shutdown,
                 status,
                 closed: Default::default(),
@@ -107,8 +111,9 @@ pub(crate) fn build(
 }
 
 /// The source's read pacing, with the mapping's `esmd_poll_interval_ms` when it has one.
-fn pacing(kind: SourceKind, settings: &StreamSettings) -> ReadPacing {
+fn pacing(kind: SourceKind, fan_out: bool, settings: &StreamSettings) -> ReadPacing {
     let pacing = match kind {
+        SourceKind::Kinesis if fan_out => ReadPacing::FAN_OUT,
         SourceKind::Kinesis => ReadPacing::KINESIS,
         _ => ReadPacing::DYNAMODB,
     };
@@ -136,14 +141,18 @@ mod tests {
 
     #[test]
     fn the_poll_interval_replaces_only_the_idle_interval() {
-        let tuned = pacing(SourceKind::Kinesis, &kinesis("esmd_poll_interval_ms = 500"));
+        let tuned = pacing(
+            SourceKind::Kinesis,
+            false,
+            &kinesis("esmd_poll_interval_ms = 500"),
+        );
         assert_eq!(tuned.idle_interval, std::time::Duration::from_millis(500));
         assert_eq!(tuned.min_interval, ReadPacing::KINESIS.min_interval);
         assert_eq!(tuned.max_records, ReadPacing::KINESIS.max_records);
-        let default = pacing(SourceKind::Kinesis, &kinesis(""));
+        let default = pacing(SourceKind::Kinesis, false, &kinesis(""));
         assert_eq!(default.idle_interval, ReadPacing::KINESIS.idle_interval);
         assert_eq!(
-            pacing(SourceKind::DynamoDbStreams, &kinesis("")),
+            pacing(SourceKind::DynamoDbStreams, false, &kinesis("")),
             ReadPacing::DYNAMODB
         );
     }

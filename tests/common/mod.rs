@@ -6,6 +6,7 @@
 
 mod esmd;
 mod function;
+mod kinesis_local;
 mod moto;
 mod queues;
 mod recordings;
@@ -16,6 +17,8 @@ mod streams;
 pub use esmd::*;
 #[allow(unused_imports)]
 pub use function::*;
+#[allow(unused_imports)]
+pub use kinesis_local::*;
 #[allow(unused_imports)]
 pub use moto::*;
 #[allow(unused_imports)]

@@ -1,4 +1,8 @@
 //! [`StreamApi`] over Kinesis Data Streams (aws-sdk-kinesis). SDK types stop here.
+//! Shared-throughput polling (GetRecords) is here; enhanced fan-out (SubscribeToShard through
+//! a registered stream consumer) is [`fanout`], behind the same trait.
+
+pub(crate) mod fanout;
 
 use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::primitives::DateTime as SdkDateTime;
@@ -36,6 +40,46 @@ impl SdkKinesis {
             region: region.to_string(),
             invoke_identity_arn,
         }
+    }
+}
+
+impl SdkKinesis {
+    /// Records as the service returned them (GetRecords and SubscribeToShard share the
+    /// type), rendered as their events.
+    fn render(
+        &self,
+        shard_id: &str,
+        records: &[aws_sdk_kinesis::types::Record],
+    ) -> Result<Vec<StreamRecord>, StreamError> {
+        let ctx = KinesisContext {
+            shard_id,
+            stream_arn: &self.stream_arn,
+            region: &self.region,
+            invoke_identity_arn: &self.invoke_identity_arn,
+        };
+        let mut out = Vec::with_capacity(records.len());
+        for r in records {
+            let arrival_millis = r
+                .approximate_arrival_timestamp()
+                .and_then(|t| t.to_millis().ok())
+                .unwrap_or_else(|| Utc::now().timestamp_millis());
+            let record = KinesisRecord {
+                partition_key: r.partition_key().unwrap_or_default().to_string(),
+                sequence_number: r.sequence_number().to_string(),
+                data: r.data().as_ref().to_vec(),
+                arrival_millis,
+            };
+            out.push(StreamRecord {
+                sequence_number: seq(r.sequence_number())?,
+                key: record.partition_key.clone(),
+                arrival: Utc
+                    .timestamp_millis_opt(arrival_millis)
+                    .single()
+                    .unwrap_or_default(),
+                json: record_json(&record, &ctx),
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -151,34 +195,7 @@ impl StreamApi for SdkKinesis {
                 .send()
                 .await
                 .map_err(classify_stream_error)?;
-            let ctx = KinesisContext {
-                shard_id,
-                stream_arn: &self.stream_arn,
-                region: &self.region,
-                invoke_identity_arn: &self.invoke_identity_arn,
-            };
-            let mut records = Vec::with_capacity(out.records().len());
-            for r in out.records() {
-                let arrival_millis = r
-                    .approximate_arrival_timestamp()
-                    .and_then(|t| t.to_millis().ok())
-                    .unwrap_or_else(|| Utc::now().timestamp_millis());
-                let record = KinesisRecord {
-                    partition_key: r.partition_key().unwrap_or_default().to_string(),
-                    sequence_number: r.sequence_number().to_string(),
-                    data: r.data().as_ref().to_vec(),
-                    arrival_millis,
-                };
-                records.push(StreamRecord {
-                    sequence_number: seq(r.sequence_number())?,
-                    key: record.partition_key.clone(),
-                    arrival: Utc
-                        .timestamp_millis_opt(arrival_millis)
-                        .single()
-                        .unwrap_or_default(),
-                    json: record_json(&record, &ctx),
-                });
-            }
+            let records = self.render(shard_id, out.records())?;
             Ok(ReadBatch {
                 records,
                 next_iterator: out.next_shard_iterator().map(str::to_string),

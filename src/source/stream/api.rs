@@ -86,6 +86,12 @@ impl ReadPacing {
         idle_interval: Duration::from_secs(1),
         max_records: 10_000,
     };
+    /// Enhanced fan-out: a read waits on the subscription itself, so none waits before it.
+    pub(crate) const FAN_OUT: ReadPacing = ReadPacing {
+        min_interval: Duration::ZERO,
+        idle_interval: Duration::ZERO,
+        max_records: 10_000,
+    };
     /// Lambda polls DynamoDB Streams 4 times a second per shard; 1,000 records per call.
     pub(crate) const DYNAMODB: ReadPacing = ReadPacing {
         min_interval: Duration::from_millis(250),

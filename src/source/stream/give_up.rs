@@ -102,7 +102,7 @@ impl Processor {
             response,
             timestamp: Utc::now(),
             shard_id,
-            stream_arn: self.mapping.source.arn(),
+            stream_arn: self.mapping.source.stream_arn(),
             start_sequence_number: first.sequence_number.as_str(),
             end_sequence_number: last.sequence_number.as_str(),
             first_arrival: first.arrival,

@@ -83,7 +83,7 @@ impl Processor {
         WindowFields {
             window,
             shard_id,
-            event_source_arn: self.mapping.source.arn(),
+            event_source_arn: self.mapping.source.stream_arn(),
             is_final,
             terminated_early,
         }
