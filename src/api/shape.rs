@@ -22,12 +22,14 @@ enum Kind {
     Timestamp,
     Filters,
     Scaling,
+    Pollers,
+    Metrics,
     Destination,
 }
 
 /// The request fields esmd supports: AWS's name, the config file's, the kind of value, and
 /// whether `UpdateEventSourceMapping` may change it.
-const FIELDS: [(&str, &str, Kind, bool); 16] = [
+const FIELDS: [(&str, &str, Kind, bool); 18] = [
     ("EventSourceArn", "event_source_arn", Kind::Str, false),
     ("FunctionName", "function_name", Kind::Str, true),
     ("Enabled", "enabled", Kind::Bool, true),
@@ -46,6 +48,13 @@ const FIELDS: [(&str, &str, Kind, bool); 16] = [
     ),
     ("FilterCriteria", "filter_criteria", Kind::Filters, true),
     ("ScalingConfig", "scaling_config", Kind::Scaling, true),
+    (
+        "ProvisionedPollerConfig",
+        "provisioned_poller_config",
+        Kind::Pollers,
+        true,
+    ),
+    ("MetricsConfig", "metrics_config", Kind::Metrics, true),
     ("StartingPosition", "starting_position", Kind::Str, false),
     (
         "StartingPositionTimestamp",
@@ -92,13 +101,16 @@ const FIELDS: [(&str, &str, Kind, bool); 16] = [
 ];
 
 /// Field names inside nested values, config → AWS (for problem paths and messages).
-const NESTED: [(&str, &str); 6] = [
+const NESTED: [(&str, &str); 9] = [
     ("filter", "Filters"),
     ("pattern", "Pattern"),
     ("maximum_concurrency", "MaximumConcurrency"),
     ("on_failure", "OnFailure"),
     ("destination_arn", "Destination"),
     ("uuid", "UUID"),
+    ("minimum_pollers", "MinimumPollers"),
+    ("maximum_pollers", "MaximumPollers"),
+    ("metrics", "Metrics"),
 ];
 
 /// Which operation a request document belongs to.
@@ -149,6 +161,9 @@ pub(crate) fn merge(
         }
         let removes = match name.as_str() {
             "ScalingConfig" => value.get("MaximumConcurrency").is_none_or(Value::is_null),
+            "ProvisionedPollerConfig" => value
+                .as_object()
+                .is_none_or(|o| o.values().all(Value::is_null)),
             "DestinationConfig" => value
                 .pointer("/OnFailure/Destination")
                 .and_then(Value::as_str)
@@ -204,6 +219,11 @@ fn to_table(doc: &Map<String, Value>, uuid: &str) -> Result<toml::Value, ApiErro
             })?,
             Kind::Scaling => scaling(value)
                 .ok_or_else(|| wrong("an object {\"MaximumConcurrency\": <integer>}"))?,
+            Kind::Pollers => pollers(value).ok_or_else(|| {
+                wrong("an object {\"MinimumPollers\": <integer>, \"MaximumPollers\": <integer>}")
+            })?,
+            Kind::Metrics => metrics(value)
+                .ok_or_else(|| wrong("an object {\"Metrics\": [\"EventCount\", ...]}"))?,
             Kind::Destination => destination(value)
                 .ok_or_else(|| wrong("an object {\"OnFailure\": {\"Destination\": \"<ARN>\"}}"))?,
         };
@@ -255,6 +275,32 @@ fn scaling(value: &Value) -> Option<toml::Value> {
             "maximum_concurrency".into(),
             toml::Value::Integer(n.as_i64()?),
         );
+    }
+    Some(toml::Value::Table(t))
+}
+
+fn pollers(value: &Value) -> Option<toml::Value> {
+    let mut t = toml::Table::new();
+    for (api, config) in [
+        ("MinimumPollers", "minimum_pollers"),
+        ("MaximumPollers", "maximum_pollers"),
+    ] {
+        if let Some(n) = value.as_object()?.get(api).filter(|v| !v.is_null()) {
+            t.insert(config.into(), toml::Value::Integer(n.as_i64()?));
+        }
+    }
+    Some(toml::Value::Table(t))
+}
+
+fn metrics(value: &Value) -> Option<toml::Value> {
+    let mut t = toml::Table::new();
+    if let Some(list) = value.as_object()?.get("Metrics").filter(|v| !v.is_null()) {
+        let names = list
+            .as_array()?
+            .iter()
+            .map(|m| m.as_str().map(|s| toml::Value::String(s.into())))
+            .collect::<Option<Vec<_>>>()?;
+        t.insert("metrics".into(), toml::Value::Array(names));
     }
     Some(toml::Value::Table(t))
 }
@@ -378,6 +424,9 @@ pub(crate) fn render(mapping: &MappingConfig, status: &Status<'_>) -> Value {
             mapping.uuid
         ),
     });
+    if !mapping.metrics.is_empty() {
+        out["MetricsConfig"] = serde_json::json!({ "Metrics": mapping.metrics });
+    }
     if !mapping.filters.is_empty() {
         let filters: Vec<Value> = mapping
             .filters
@@ -395,6 +444,12 @@ pub(crate) fn render(mapping: &MappingConfig, status: &Status<'_>) -> Value {
             out["StateTransitionReason"] = "USER_INITIATED".into();
             if let Some(n) = sqs.maximum_concurrency {
                 out["ScalingConfig"] = serde_json::json!({ "MaximumConcurrency": n });
+            }
+            if let Some(p) = sqs.pollers {
+                out["ProvisionedPollerConfig"] = serde_json::json!({
+                    "MinimumPollers": p.minimum,
+                    "MaximumPollers": p.maximum,
+                });
             }
         }
         SourceSettings::Stream(s) => {

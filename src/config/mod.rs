@@ -105,6 +105,9 @@ pub(crate) struct MappingConfig {
     pub(crate) report_batch_item_failures: bool,
     /// `filter_criteria`, compiled once by validation.
     pub(crate) filters: Arc<FilterSet>,
+    /// `metrics_config.metrics` (`EventCount`, `ErrorCount`): accepted for compatibility and
+    /// shown in `/mappings`; esmd's Prometheus metrics are on regardless.
+    pub(crate) metrics: Vec<String>,
     /// The settings only this kind of source has.
     pub(crate) settings: SourceSettings,
     /// `esmd_http_target`: POST events to this plain HTTP endpoint instead of invoking
@@ -129,9 +132,21 @@ pub(crate) struct SqsSettings {
     /// `scaling_config.maximum_concurrency`; `None` means esmd's default
     /// ([`DEFAULT_SQS_MAXIMUM_CONCURRENCY`]).
     pub(crate) maximum_concurrency: Option<usize>,
+    /// `provisioned_poller_config`: the pollers (concurrent long polls, each with its own
+    /// batch in flight) never fall below `minimum` nor rise above `maximum`; `None` is esmd's
+    /// on-demand scaling from one poller.
+    pub(crate) pollers: Option<PollerRange>,
     /// `esmd_retry_backoff`: failed messages become visible again after
     /// base × 2^(receive count − 1), capped, instead of the queue's visibility timeout.
     pub(crate) retry_backoff: Option<RetryBackoff>,
+}
+
+/// `provisioned_poller_config` with AWS's SQS ranges: minimum 2-200 (default 2), maximum
+/// 2-10,000 (default 200).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PollerRange {
+    pub(crate) minimum: usize,
+    pub(crate) maximum: usize,
 }
 
 /// esmd's exponential backoff for failed SQS messages (not an AWS feature).

@@ -66,6 +66,8 @@ pub(crate) struct RawMapping {
     pub(crate) function_response_types: Option<Vec<String>>,
     pub(crate) filter_criteria: Option<RawFilterCriteria>,
     pub(crate) scaling_config: Option<RawScalingConfig>,
+    pub(crate) provisioned_poller_config: Option<RawProvisionedPollerConfig>,
+    pub(crate) metrics_config: Option<RawMetricsConfig>,
     pub(crate) starting_position: Option<String>,
     pub(crate) starting_position_timestamp: Option<String>,
     pub(crate) parallelization_factor: Option<i64>,
@@ -90,7 +92,7 @@ pub(crate) struct RawRetryBackoff {
 
 impl RawMapping {
     /// Every top-level mapping field, for reporting unknown ones individually.
-    pub(crate) const FIELDS: [&'static str; 20] = [
+    pub(crate) const FIELDS: [&'static str; 22] = [
         "uuid",
         "event_source_arn",
         "function_name",
@@ -100,6 +102,8 @@ impl RawMapping {
         "function_response_types",
         "filter_criteria",
         "scaling_config",
+        "provisioned_poller_config",
+        "metrics_config",
         "starting_position",
         "starting_position_timestamp",
         "parallelization_factor",
@@ -132,6 +136,36 @@ pub(crate) struct RawFilter {
 pub(crate) struct RawScalingConfig {
     pub(crate) maximum_concurrency: Option<i64>,
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProvisionedPollerConfig {
+    pub(crate) minimum_pollers: Option<i64>,
+    pub(crate) maximum_pollers: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetricsConfig {
+    pub(crate) metrics: Option<Vec<String>>,
+}
+
+/// Arguments of Terraform's `aws_lambda_event_source_mapping` that esmd does not run, with
+/// why: refused by name, never ignored.
+pub(crate) const UNSUPPORTED: [(&str, &str); 12] = [
+    ("amazon_managed_kafka_event_source_config", "Amazon MSK sources are not supported"),
+    ("self_managed_event_source", "self-managed Kafka sources are not supported"),
+    ("self_managed_kafka_event_source_config", "self-managed Kafka sources are not supported"),
+    ("topics", "Kafka sources are not supported"),
+    ("queues", "Amazon MQ sources are not supported"),
+    ("source_access_configurations", "Amazon MQ and Kafka sources are not supported"),
+    ("document_db_event_source_config", "DocumentDB sources are not supported"),
+    ("kms_key_arn", "esmd keeps filter criteria in its own config and state files, not encrypted with a KMS key; remove it"),
+    ("logging_config", "esmd logs through RUST_LOG and --log-json (README, Logs); remove it"),
+    ("tags", "esmd has no AWS resource to tag; remove them"),
+    ("tags_all", "esmd has no AWS resource to tag; remove them"),
+    ("region", "esmd takes the region from the event source ARN and [aws]; remove it"),
+];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

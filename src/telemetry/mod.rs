@@ -74,6 +74,8 @@ pub(crate) struct MappingStatus {
     pub(crate) function_name: String,
     pub(crate) source_kind: &'static str,
     pub(crate) enabled: bool,
+    /// `metrics_config.metrics`, as configured.
+    metrics_config: Vec<String>,
     state: Mutex<MappingState>,
     text: Mutex<StatusText>,
     /// Set once the mapping has polled at least once since it started.
@@ -101,6 +103,7 @@ impl MappingStatus {
                 crate::config::SourceKind::DynamoDbStreams => "dynamodb",
             },
             enabled: mapping.enabled,
+            metrics_config: mapping.metrics.clone(),
             state: Mutex::new(if mapping.enabled {
                 MappingState::Enabling
             } else {
@@ -173,6 +176,7 @@ impl MappingStatus {
             "last_processing_result": text.last_processing_result,
             "last_error": text.last_error,
             "metrics": self.metrics.snapshot(),
+            "metrics_config": self.metrics_config,
         });
         let shards = lock(&self.shards);
         if !shards.is_empty() {

@@ -36,6 +36,8 @@ fn every_sqs_field_round_trips() {
         "FunctionResponseTypes": ["ReportBatchItemFailures"],
         "FilterCriteria": {"Filters": [{"Pattern": "{\"body\": {\"kind\": [\"a\"]}}"}]},
         "ScalingConfig": {"MaximumConcurrency": 7},
+        "ProvisionedPollerConfig": {"MinimumPollers": 3, "MaximumPollers": 6},
+        "MetricsConfig": {"Metrics": ["EventCount"]},
     });
     let out = rendered(&doc);
     for (key, value) in object(doc) {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::super::arn::{check_function_name, EventSource, SourceKind};
 use super::super::raw::RawMapping;
-use super::super::{MappingConfig, RetryBackoff, SourceSettings, SqsSettings};
+use super::super::{MappingConfig, PollerRange, RetryBackoff, SourceSettings, SqsSettings};
 use super::Problems;
 use crate::filter::FilterSet;
 
@@ -15,6 +15,7 @@ pub(super) fn validate_mapping(m: &RawMapping, p: &mut Problems<'_>) -> Option<M
     let function_name = function_name(m, p);
     let report_batch_item_failures = validate_response_types(m, p);
     let filters = validate_filters(m, p);
+    let metrics = validate_metrics(m, p);
     if let Some(uuid) = &m.uuid {
         if uuid::Uuid::parse_str(uuid).is_err() || uuid.len() != 36 {
             p.push(
@@ -46,11 +47,19 @@ pub(super) fn validate_mapping(m: &RawMapping, p: &mut Problems<'_>) -> Option<M
                     format!("is only supported for SQS mappings, not {kind}; streams use maximum_retry_attempts"),
                 );
             }
-            if m.scaling_config.is_some() {
-                p.push(
-                    "scaling_config",
-                    format!("is only supported for SQS mappings, not {kind}"),
-                );
+            for (field, set) in [
+                ("scaling_config", m.scaling_config.is_some()),
+                (
+                    "provisioned_poller_config",
+                    m.provisioned_poller_config.is_some(),
+                ),
+            ] {
+                if set {
+                    p.push(
+                        field,
+                        format!("is only supported for SQS mappings, not {kind}"),
+                    );
+                }
             }
             super::stream::validate_stream(m, kind, p).map(SourceSettings::Stream)
         }
@@ -71,6 +80,7 @@ pub(super) fn validate_mapping(m: &RawMapping, p: &mut Problems<'_>) -> Option<M
         batching_window: Duration::from_secs(window as u64),
         report_batch_item_failures,
         filters: Arc::new(filters),
+        metrics,
         settings,
         http_target,
     })
@@ -153,6 +163,38 @@ fn validate_sqs(
         .as_ref()
         .and_then(|s| s.maximum_concurrency)
         .map(|c| p.int_in("scaling_config.maximum_concurrency", Some(c), 2, 2..=1000) as usize);
+    let pollers = m.provisioned_poller_config.as_ref().map(|c| {
+        let minimum = p.int_in(
+            "provisioned_poller_config.minimum_pollers",
+            c.minimum_pollers,
+            2,
+            2..=200,
+        );
+        let maximum = p.int_in(
+            "provisioned_poller_config.maximum_pollers",
+            c.maximum_pollers,
+            200,
+            2..=10_000,
+        );
+        if maximum < minimum {
+            p.push(
+                "provisioned_poller_config.maximum_pollers",
+                format!("must be at least minimum_pollers ({minimum})"),
+            );
+        }
+        if let Some(cap) = maximum_concurrency.filter(|cap| (minimum as usize) > *cap) {
+            p.push(
+                "provisioned_poller_config.minimum_pollers",
+                format!(
+                    "{minimum} pollers would exceed scaling_config.maximum_concurrency ({cap}); each poller has its own batch in flight"
+                ),
+            );
+        }
+        PollerRange {
+            minimum: minimum as usize,
+            maximum: maximum.max(minimum) as usize,
+        }
+    });
     let retry_backoff = m.esmd_retry_backoff.as_ref().map(|b| {
         let base = p.int_in(
             "esmd_retry_backoff.base_seconds",
@@ -185,8 +227,38 @@ fn validate_sqs(
     }
     Some(SourceSettings::Sqs(SqsSettings {
         maximum_concurrency,
+        pollers,
         retry_backoff,
     }))
+}
+
+/// `metrics_config.metrics`: AWS's values, each at most once. `KafkaMetrics` belongs to
+/// Kafka sources.
+fn validate_metrics(m: &RawMapping, p: &mut Problems<'_>) -> Vec<String> {
+    let Some(config) = &m.metrics_config else {
+        return Vec::new();
+    };
+    let metrics = config.metrics.clone().unwrap_or_default();
+    for (i, metric) in metrics.iter().enumerate() {
+        match metric.as_str() {
+            "EventCount" | "ErrorCount" => {}
+            "KafkaMetrics" => p.push(
+                "metrics_config.metrics",
+                "KafkaMetrics applies to Kafka sources only",
+            ),
+            other => p.push(
+                "metrics_config.metrics",
+                format!("unknown metric `{other}` (EventCount, ErrorCount)"),
+            ),
+        }
+        if metrics[..i].contains(metric) {
+            p.push(
+                "metrics_config.metrics",
+                format!("`{metric}` is listed twice"),
+            );
+        }
+    }
+    metrics
 }
 
 fn validate_response_types(m: &RawMapping, p: &mut Problems<'_>) -> bool {

@@ -161,6 +161,10 @@ fn check_mapping(value: &toml::Value, p: &mut Problems<'_>) -> Option<MappingCon
             .collect();
         for key in unknown {
             table.remove(&key);
+            if let Some((_, why)) = super::raw::UNSUPPORTED.iter().find(|(f, _)| *f == key) {
+                p.push(key, format!("is not supported by esmd: {why}"));
+                continue;
+            }
             let hint = closest_field(&key)
                 .map(|f| format!(" (did you mean `{f}`?)"))
                 .unwrap_or_default();

@@ -127,10 +127,18 @@ impl SqsSource {
         }
     }
 
-    fn max_pollers(&self) -> usize {
-        self.settings
-            .maximum_concurrency
-            .unwrap_or(DEFAULT_SQS_MAXIMUM_CONCURRENCY)
+    /// The range the pollers scale in: `provisioned_poller_config`, capped by
+    /// `scaling_config.maximum_concurrency` (each poller has its own batch in flight), or one
+    /// to the maximum concurrency.
+    fn poller_range(&self) -> (usize, usize) {
+        let cap = self.settings.maximum_concurrency;
+        match self.settings.pollers {
+            Some(range) => (
+                range.minimum,
+                cap.map_or(range.maximum, |c| c.min(range.maximum)),
+            ),
+            None => (1, cap.unwrap_or(DEFAULT_SQS_MAXIMUM_CONCURRENCY)),
+        }
     }
 
     /// Runs the mapping until shutdown.
@@ -147,7 +155,7 @@ impl SqsSource {
         .emit();
         let queue = Arc::new(queue);
         let pollers = TaskTracker::new();
-        for index in 0..self.max_pollers() {
+        for index in 0..self.poller_range().1 {
             pollers.spawn(Arc::clone(&self).poller(index, Arc::clone(&queue)));
         }
         pollers.spawn(Arc::clone(&self).sample_depth(Arc::clone(&queue)));
@@ -213,7 +221,10 @@ impl SqsSource {
         Some(Queue {
             url,
             visibility_timeout,
-            scaler: Mutex::new(Scaler::new(self.max_pollers())),
+            scaler: Mutex::new({
+                let (min, max) = self.poller_range();
+                Scaler::new(min, max)
+            }),
             scaled: tokio::sync::Notify::new(),
             fifo_groups: Mutex::new(FifoGroups::default()),
             paused_until: Mutex::new(None),

@@ -1,21 +1,26 @@
 //! How many pollers an SQS mapping runs. Pure, so the policy is unit-tested.
 //!
 //! AWS starts a standard-queue mapping with 5 concurrent batches and adds up to 300 a minute
-//! while messages remain. A sidecar should cost nothing when idle, so esmd starts with one
-//! poller, adds one each time a receive comes back full (a backlog), and removes one each time
-//! a receive comes back empty, between 1 and the mapping's maximum concurrency.
+//! while messages remain. A sidecar should cost nothing when idle, so esmd starts with its
+//! minimum (one poller, or `provisioned_poller_config.minimum_pollers`), adds one each time a
+//! receive comes back full (a backlog), and removes one each time a receive comes back empty,
+//! never below the minimum nor above the maximum (`maximum_concurrency`, or
+//! `maximum_pollers` capped by it).
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Scaler {
     current: usize,
+    min: usize,
     max: usize,
 }
 
 impl Scaler {
-    pub(crate) fn new(max: usize) -> Self {
+    pub(crate) fn new(min: usize, max: usize) -> Self {
+        let min = min.max(1);
         Scaler {
-            current: 1,
-            max: max.max(1),
+            current: min,
+            min,
+            max: max.max(min),
         }
     }
 
@@ -29,7 +34,7 @@ impl Scaler {
             self.current += 1;
             return true;
         }
-        if received == 0 && self.current > 1 {
+        if received == 0 && self.current > self.min {
             self.current -= 1;
         }
         false
@@ -43,7 +48,7 @@ mod tests {
 
     #[test]
     fn grows_with_backlog_and_shrinks_when_idle() {
-        let mut s = Scaler::new(3);
+        let mut s = Scaler::new(1, 3);
         assert_eq!(s.current(), 1);
         assert!(s.observe(10, 10));
         assert!(s.observe(10, 10));
@@ -59,11 +64,13 @@ mod tests {
 
     proptest! {
         #[test]
-        fn stays_within_bounds(max in 1usize..50, obs in prop::collection::vec((1usize..11, 0usize..11), 0..200)) {
-            let mut s = Scaler::new(max);
+        fn stays_within_bounds(min in 1usize..10, extra in 0usize..40, obs in prop::collection::vec((1usize..11, 0usize..11), 0..200)) {
+            let max = min + extra;
+            let mut s = Scaler::new(min, max);
+            prop_assert_eq!(s.current(), min);
             for (req, got) in obs {
                 s.observe(req, got.min(req));
-                prop_assert!(s.current() >= 1 && s.current() <= max);
+                prop_assert!(s.current() >= min && s.current() <= max);
             }
         }
     }
