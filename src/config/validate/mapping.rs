@@ -163,38 +163,7 @@ fn validate_sqs(
         .as_ref()
         .and_then(|s| s.maximum_concurrency)
         .map(|c| p.int_in("scaling_config.maximum_concurrency", Some(c), 2, 2..=1000) as usize);
-    let pollers = m.provisioned_poller_config.as_ref().map(|c| {
-        let minimum = p.int_in(
-            "provisioned_poller_config.minimum_pollers",
-            c.minimum_pollers,
-            2,
-            2..=200,
-        );
-        let maximum = p.int_in(
-            "provisioned_poller_config.maximum_pollers",
-            c.maximum_pollers,
-            200,
-            2..=10_000,
-        );
-        if maximum < minimum {
-            p.push(
-                "provisioned_poller_config.maximum_pollers",
-                format!("must be at least minimum_pollers ({minimum})"),
-            );
-        }
-        if let Some(cap) = maximum_concurrency.filter(|cap| (minimum as usize) > *cap) {
-            p.push(
-                "provisioned_poller_config.minimum_pollers",
-                format!(
-                    "{minimum} pollers would exceed scaling_config.maximum_concurrency ({cap}); each poller has its own batch in flight"
-                ),
-            );
-        }
-        PollerRange {
-            minimum: minimum as usize,
-            maximum: maximum.max(minimum) as usize,
-        }
-    });
+    let pollers = validate_pollers(m, maximum_concurrency, p);
     let retry_backoff = m.esmd_retry_backoff.as_ref().map(|b| {
         let base = p.int_in(
             "esmd_retry_backoff.base_seconds",
@@ -259,6 +228,47 @@ fn validate_metrics(m: &RawMapping, p: &mut Problems<'_>) -> Vec<String> {
         }
     }
     metrics
+}
+
+/// `provisioned_poller_config` with AWS's SQS ranges, and no more pollers than
+/// `scaling_config.maximum_concurrency` allows.
+fn validate_pollers(
+    m: &RawMapping,
+    maximum_concurrency: Option<usize>,
+    p: &mut Problems<'_>,
+) -> Option<PollerRange> {
+    m.provisioned_poller_config.as_ref().map(|c| {
+        let minimum = p.int_in(
+            "provisioned_poller_config.minimum_pollers",
+            c.minimum_pollers,
+            2,
+            2..=200,
+        );
+        let maximum = p.int_in(
+            "provisioned_poller_config.maximum_pollers",
+            c.maximum_pollers,
+            200,
+            2..=10_000,
+        );
+        if maximum < minimum {
+            p.push(
+                "provisioned_poller_config.maximum_pollers",
+                format!("must be at least minimum_pollers ({minimum})"),
+            );
+        }
+        if let Some(cap) = maximum_concurrency.filter(|cap| (minimum as usize) > *cap) {
+            p.push(
+                "provisioned_poller_config.minimum_pollers",
+                format!(
+                    "{minimum} pollers would exceed scaling_config.maximum_concurrency ({cap}); each poller has its own batch in flight"
+                ),
+            );
+        }
+        PollerRange {
+            minimum: minimum as usize,
+            maximum: maximum.max(minimum) as usize,
+        }
+    })
 }
 
 fn validate_response_types(m: &RawMapping, p: &mut Problems<'_>) -> bool {

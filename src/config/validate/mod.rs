@@ -398,3 +398,5 @@ fn check_duplicates(mappings: &[MappingConfig], problems: &mut Vec<ConfigProblem
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fields;
