@@ -70,6 +70,12 @@ fn events(function: &FunctionServer) -> Vec<Value> {
 /// SQS FIFO with ReportBatchItemFailures and a redrive policy (maxReceiveCount 2): message 1
 /// succeeds, 2 and 3 on their second attempt, 4 never and goes to the DLQ. AWS invokes twice:
 /// all four with ApproximateReceiveCount 1, then 2, 3 and 4 with count 2.
+///
+/// moto differs (README, emulator differences): when 2, 3 and 4 time out together it hands
+/// out 4 first (its receive loop clears in-flight marks one message at a time and skips a
+/// group that still has one). esmd must not deliver 4 before 2 and 3, so it releases it, and
+/// moto counts that receive: 4 reaches the DLQ before a second invocation. Everything else is
+/// compared with the recording; that one difference is checked to be exactly this.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqs_fifo_partial_batch_failures() {
     const TEST: &str = "test_report_batch_item_failures";
@@ -141,15 +147,19 @@ async fn sqs_fifo_partial_batch_failures() {
         })
         .collect();
     assert_eq!(calls.len(), 2, "AWS invoked twice: {summary:?}");
-    for (i, key) in ["first_invocation", "second_invocation"].iter().enumerate() {
-        let recorded_event = &recorded(TEST, key)["Messages"][0]["Body"]["event"];
-        assert!(
-            differences(&calls[i], recorded_event).is_empty(),
-            "{summary:?}\n{esmd_log}",
-            esmd_log = esmd.logs()
-        );
-        assert_conforms(TEST, key, &calls[i], recorded_event);
+    let first = &recorded(TEST, "first_invocation")["Messages"][0]["Body"]["event"];
+    assert_conforms(TEST, "first_invocation", &calls[0], first);
+    let mut second = recorded(TEST, "second_invocation")["Messages"][0]["Body"]["event"].clone();
+    let records = second["Records"].as_array_mut().unwrap();
+    if calls[1]["Records"].as_array().unwrap().len() == 2 {
+        // moto handed message 4 out early (above): it is the recorded third record.
+        let last = records.pop().unwrap();
+        assert_eq!(last["body"]["message"], 4, "{summary:?}");
+        assert!(summary[1]
+            .iter()
+            .all(|(body, _)| !body.contains("\"message\": 4")));
     }
+    assert_conforms(TEST, "second_invocation", &calls[1], &second);
     let dead: Vec<Value> = dlq
         .peek_bodies()
         .await
