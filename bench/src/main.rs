@@ -4,6 +4,7 @@
 
 mod baseline;
 mod failover;
+mod fanout;
 mod function;
 mod loopback;
 mod peer;
@@ -69,6 +70,19 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         shards: usize,
     },
+    /// Kinesis delivery latency: enhanced fan-out beside polling on one kinesis-local stream.
+    Fanout {
+        #[arg(long, default_value = "target/release/esmd")]
+        esmd: PathBuf,
+        /// kinesis-local's package directory.
+        #[arg(long, default_value = ".ci/node/node_modules/kinesis-local")]
+        kinesis_local: PathBuf,
+        #[arg(long, default_value_t = 300)]
+        records: usize,
+        /// Milliseconds between two PutRecord calls.
+        #[arg(long, default_value_t = 100)]
+        interval_ms: u64,
+    },
     /// Internal: the raw-SDK SQS loop (endpoints from the AWS environment variables).
     BaselineSqs {
         queue_url: String,
@@ -129,6 +143,20 @@ fn main() -> anyhow::Result<()> {
                     handoffs,
                     lease_seconds,
                     shards,
+                })
+                .await
+            }
+            Command::Fanout {
+                esmd,
+                kinesis_local,
+                records,
+                interval_ms,
+            } => {
+                fanout::run(fanout::Options {
+                    esmd,
+                    kinesis_local,
+                    records,
+                    interval: std::time::Duration::from_millis(interval_ms),
                 })
                 .await
             }
