@@ -70,7 +70,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 async fn wait_active(client: &aws_sdk_kinesis::Client, stream: &str) -> anyhow::Result<String> {
     for _ in 0..100 {
-        let d = client.describe_stream_summary().stream_name(stream).send().await?;
+        let d = client
+            .describe_stream_summary()
+            .stream_name(stream)
+            .send()
+            .await?;
         if let Some(s) = d.stream_description_summary() {
             if s.stream_status().as_str() == "ACTIVE" {
                 return Ok(s.stream_arn().to_string());
@@ -88,10 +92,21 @@ async fn register(client: &aws_sdk_kinesis::Client, stream_arn: &str) -> anyhow:
         .consumer_name("bench")
         .send()
         .await?;
-    let arn = out.consumer().context("no consumer")?.consumer_arn().to_string();
+    let arn = out
+        .consumer()
+        .context("no consumer")?
+        .consumer_arn()
+        .to_string();
     for _ in 0..100 {
-        let d = client.describe_stream_consumer().consumer_arn(&arn).send().await?;
-        if d.consumer_description().map(|c| c.consumer_status().as_str()) == Some("ACTIVE") {
+        let d = client
+            .describe_stream_consumer()
+            .consumer_arn(&arn)
+            .send()
+            .await?;
+        if d.consumer_description()
+            .map(|c| c.consumer_status().as_str())
+            == Some("ACTIVE")
+        {
             return Ok(arn);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -135,7 +150,12 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         .load()
         .await;
     let client = aws_sdk_kinesis::Client::new(&config);
-    client.create_stream().stream_name("fanout").shard_count(1).send().await?;
+    client
+        .create_stream()
+        .stream_name("fanout")
+        .shard_count(1)
+        .send()
+        .await?;
     let stream_arn = wait_active(&client, "fanout").await?;
     let consumer_arn = register(&client, &stream_arn).await?;
 
@@ -193,7 +213,9 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
             .put_record()
             .stream_name("fanout")
             .partition_key(format!("k{}", i % 8))
-            .data(aws_sdk_kinesis::primitives::Blob::new(format!("{i}|bench").into_bytes()))
+            .data(aws_sdk_kinesis::primitives::Blob::new(
+                format!("{i}|bench").into_bytes(),
+            ))
             .send()
             .await?;
         sent.push(at);
@@ -228,7 +250,11 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         let ms = |d: Duration| format!("{} ms", d.as_millis());
         println!(
             "| {} | {}/{} | {} | {} | {} |",
-            if name == "fanout" { "enhanced fan-out (SubscribeToShard)" } else { "polling (GetRecords)" },
+            if name == "fanout" {
+                "enhanced fan-out (SubscribeToShard)"
+            } else {
+                "polling (GetRecords)"
+            },
             seen.len(),
             o.records,
             ms(percentile(&latencies, 0.5)),
