@@ -262,36 +262,15 @@ async fn list(
     Ok(Json(out).into_response())
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr} for the Lambda API: {source}")]
-pub(crate) struct BindError {
-    pub(crate) addr: SocketAddr,
-    #[source]
-    pub(crate) source: std::io::Error,
-}
-
-/// Binds the listener (a taken port fails at start-up) and returns the serving future.
+/// Binds the listener (a taken port fails at start-up) and returns the serving future. This
+/// API changes what runs: beyond loopback (which validation allows only with
+/// `allow_remote = true`) it is logged as a warning.
 pub(crate) async fn serve(
     addr: SocketAddr,
     api: Arc<Api>,
     shutdown: CancellationToken,
-) -> Result<impl std::future::Future<Output = ()>, BindError> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| BindError { addr, source })?;
-    let local = listener.local_addr().unwrap_or(addr);
-    if !addr.ip().is_loopback() {
-        tracing::warn!(%local, "the Lambda API listens beyond loopback: anyone who reaches it can change what esmd runs");
-    }
-    tracing::info!(addr = %local, "Lambda API listening");
-    Ok(async move {
-        let result = axum::serve(listener, router(api))
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "Lambda API server stopped");
-        }
-    })
+) -> Result<impl std::future::Future<Output = ()>, crate::http::BindError> {
+    crate::http::serve_router(addr, router(api), shutdown, "the Lambda API").await
 }
 
 #[cfg(test)]

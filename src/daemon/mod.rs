@@ -40,8 +40,6 @@ use supervisor::Supervisor;
 pub(crate) enum DaemonError {
     #[error(transparent)]
     Http(#[from] crate::http::BindError),
-    #[error(transparent)]
-    Api(#[from] crate::api::BindError),
     #[error("mapping {uuid}: {message}")]
     Mapping { uuid: String, message: String },
     #[error("stopped after a fatal error: {0}")]

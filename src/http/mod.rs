@@ -51,32 +51,46 @@ async fn mappings(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr} for the admin HTTP endpoints: {source}")]
+#[error("cannot listen on {addr} for {what}: {source}")]
 pub(crate) struct BindError {
+    pub(crate) what: &'static str,
     pub(crate) addr: SocketAddr,
     #[source]
     pub(crate) source: std::io::Error,
 }
 
-/// Binds the listener (so a bad address fails at start-up) and returns the serving future.
+/// Binds the admin endpoints' listener (so a bad address fails at start-up) and returns the
+/// serving future.
 pub(crate) async fn serve(
     addr: SocketAddr,
     registry: Arc<Registry>,
     shutdown: CancellationToken,
 ) -> Result<impl std::future::Future<Output = ()>, BindError> {
+    serve_router(addr, router(registry), shutdown, "the admin HTTP endpoints").await
+}
+
+/// Binds `addr` and returns the future that serves `app` until `shutdown`; `what` names the
+/// server in logs and errors. A listener beyond loopback is logged as a warning.
+pub(crate) async fn serve_router(
+    addr: SocketAddr,
+    app: Router,
+    shutdown: CancellationToken,
+    what: &'static str,
+) -> Result<impl std::future::Future<Output = ()>, BindError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| BindError { addr, source })?;
+        .map_err(|source| BindError { what, addr, source })?;
+    let local = listener.local_addr().unwrap_or(addr);
     if !addr.ip().is_loopback() {
-        tracing::warn!(%addr, "admin HTTP listens beyond loopback");
+        tracing::warn!(%local, what, "listening beyond loopback");
     }
-    tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "admin HTTP listening");
+    tracing::info!(addr = %local, what, "listening");
     Ok(async move {
-        let result = axum::serve(listener, router(registry))
+        let result = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await;
         if let Err(e) = result {
-            tracing::error!(error = %e, "admin HTTP server stopped");
+            tracing::error!(error = %e, what, "server stopped");
         }
     })
 }
