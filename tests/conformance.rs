@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 struct Api {
     base: String,
+    port: u16,
 }
 
 impl Api {
@@ -28,12 +29,18 @@ impl Api {
             format!("[lambda_api]\nlisten = \"127.0.0.1:{port}\"\n"),
             Api {
                 base: format!("http://127.0.0.1:{port}/2015-03-31/event-source-mappings"),
+                port,
             },
         )
     }
 
     /// CreateEventSourceMapping: (status, body).
     fn create(&self, request: Value) -> (u16, Value) {
+        assert!(
+            wait_listening(self.port, Duration::from_secs(30)),
+            "the Lambda API is not listening on {}",
+            self.port
+        );
         let (status, body) = http_send("POST", &self.base, Some(&request.to_string())).unwrap();
         (status, serde_json::from_str(&body).unwrap_or(Value::Null))
     }

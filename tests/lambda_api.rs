@@ -22,6 +22,10 @@ fn api_section() -> (String, u16) {
 
 /// Runs `aws lambda <args> --endpoint-url <esmd>`; (exit code, stdout as JSON or Null, stderr).
 fn aws_cli(port: u16, args: &[&str]) -> (i32, Value, String) {
+    assert!(
+        wait_listening(port, Duration::from_secs(30)),
+        "the Lambda API is not listening on {port}"
+    );
     let aws = std::env::var("AWS_CLI").unwrap_or_else(|_| "aws".into());
     let out = Command::new(&aws)
         .arg("lambda")
@@ -228,6 +232,10 @@ async fn aws_cli_creates_updates_disables_enables_and_deletes_an_sqs_mapping() {
 }
 
 async fn lambda_client(port: u16) -> aws_sdk_lambda::Client {
+    assert!(
+        wait_listening(port, Duration::from_secs(30)),
+        "the Lambda API is not listening on {port}"
+    );
     let config = sdk_config(&format!("http://127.0.0.1:{port}")).await;
     aws_sdk_lambda::Client::new(&config)
 }
