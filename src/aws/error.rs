@@ -208,6 +208,8 @@ mod tests {
         let cases: &[(&str, Option<u16>, FailureClass)] = &[
             ("TooManyRequestsException", Some(429), Throttled),
             ("", Some(429), Throttled),
+            // Kinesis: a stream being resharded, or SubscribeToShard within 5 s of the last.
+            ("ResourceInUseException", Some(400), Transient),
             ("EC2ThrottledException", Some(502), Throttled),
             (
                 "ProvisionedThroughputExceededException",
