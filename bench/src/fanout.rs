@@ -1,9 +1,11 @@
 //! `esmd-bench fanout`: delivery latency through enhanced fan-out beside polling, on the same
-//! stream in the same run. One esmd process runs two mappings of one kinesis-local stream:
-//! one with the stream's ARN (GetRecords, AWS's once-a-second cadence when caught up) and one
-//! with a registered consumer's ARN (SubscribeToShard). Records are put at a steady rate; each
-//! record's latency is from just before its PutRecord to its first arrival at the function.
-//! Prints p50/p99 per path; asserts only that every record arrived on both.
+//! stream in the same run. One esmd process runs two mappings of one stream: one with the
+//! stream's ARN (GetRecords, AWS's once-a-second cadence when caught up) and one with a
+//! consumer's ARN (SubscribeToShard). Records are put at a steady rate; each record's latency
+//! is from just before its PutRecord to its first arrival at the function. Two backends: the
+//! loopback one, which pushes a subscription event as soon as records arrive (esmd's own
+//! latency), and kinesis-local, whose subscriptions push on a fixed one-second tick. Prints
+//! p50/p99 per backend and path; asserts only that every record arrived.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,6 +22,8 @@ use serde_json::Value;
 use crate::workloads::free_port;
 
 pub struct Options {
+    /// `loopback`, `kinesis-local` (comma-separated).
+    pub backends: String,
     pub esmd: PathBuf,
     /// kinesis-local's package directory (where its main.js is).
     pub kinesis_local: PathBuf,
@@ -114,7 +118,66 @@ async fn register(client: &aws_sdk_kinesis::Client, stream_arn: &str) -> anyhow:
     anyhow::bail!("consumer did not become active")
 }
 
+/// One measured path: (backend, path, delivered, sorted latencies).
+type Row = (&'static str, &'static str, usize, Vec<Duration>);
+
 pub async fn run(o: Options) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    for backend in o.backends.split(',') {
+        match backend {
+            "loopback" => rows.extend(on_loopback(&o).await?),
+            "kinesis-local" => rows.extend(on_kinesis_local(&o).await?),
+            other => anyhow::bail!("unknown backend {other} (loopback, kinesis-local)"),
+        }
+    }
+    println!(
+        "Kinesis delivery latency, PutRecord to the function, {} records at one per {} ms, one shard:",
+        o.records,
+        o.interval.as_millis()
+    );
+    println!("| backend | path | delivered | p50 | p99 | max |");
+    println!("|---|---|---|---|---|---|");
+    let ms = |d: Duration| format!("{} ms", d.as_millis());
+    let mut missing = Vec::new();
+    for (backend, path, delivered, latencies) in &rows {
+        println!(
+            "| {backend} | {path} | {delivered}/{} | {} | {} | {} |",
+            o.records,
+            ms(percentile(latencies, 0.5)),
+            ms(percentile(latencies, 0.99)),
+            ms(latencies.last().copied().unwrap_or_default()),
+        );
+        if *delivered < o.records {
+            missing.push(format!("{backend} {path}"));
+        }
+    }
+    anyhow::ensure!(missing.is_empty(), "records missing on {missing:?}");
+    Ok(())
+}
+
+async fn kinesis_client(endpoint: &str) -> aws_sdk_kinesis::Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
+            "bench", "bench", None, None, "bench",
+        ))
+        .load()
+        .await;
+    aws_sdk_kinesis::Client::new(&config)
+}
+
+/// The loopback backend: subscription events are pushed as soon as records arrive.
+async fn on_loopback(o: &Options) -> anyhow::Result<Vec<Row>> {
+    let (backend, endpoint) = crate::loopback::Loopback::start().await?;
+    backend.create_stream("fanout", 1);
+    let stream_arn = "arn:aws:kinesis:us-east-1:123456789012:stream/fanout";
+    let consumer_arn = format!("{stream_arn}/consumer/bench:1700000000");
+    let client = kinesis_client(&endpoint).await;
+    measure(o, "loopback", &endpoint, &client, stream_arn, &consumer_arn).await
+}
+
+async fn on_kinesis_local(o: &Options) -> anyhow::Result<Vec<Row>> {
     anyhow::ensure!(
         o.kinesis_local.join("main.js").exists(),
         "kinesis-local is not at {} (scripts/test.sh installs it into .ci/node)",
@@ -141,15 +204,7 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(&endpoint)
-        .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
-            "bench", "bench", None, None, "bench",
-        ))
-        .load()
-        .await;
-    let client = aws_sdk_kinesis::Client::new(&config);
+    let client = kinesis_client(&endpoint).await;
     client
         .create_stream()
         .stream_name("fanout")
@@ -159,6 +214,26 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     let stream_arn = wait_active(&client, "fanout").await?;
     let consumer_arn = register(&client, &stream_arn).await?;
 
+    measure(
+        o,
+        "kinesis-local",
+        &endpoint,
+        &client,
+        &stream_arn,
+        &consumer_arn,
+    )
+    .await
+}
+
+/// Runs esmd with both mappings of the stream, puts the records and measures both paths.
+async fn measure(
+    o: &Options,
+    backend: &'static str,
+    endpoint: &str,
+    client: &aws_sdk_kinesis::Client,
+    stream_arn: &str,
+    consumer_arn: &str,
+) -> anyhow::Result<Vec<Row>> {
     let arrivals: Arrivals = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let function_url = format!("http://{}", listener.local_addr()?);
@@ -232,40 +307,19 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let all = arrivals.lock().map(|a| a.clone()).unwrap_or_default();
-    println!(
-        "Kinesis delivery latency, PutRecord to the function, {} records at one per {} ms, one shard (kinesis-local):",
-        o.records,
-        o.interval.as_millis()
-    );
-    println!("| path | delivered | p50 | p99 | max |");
-    println!("|---|---|---|---|---|");
-    let mut missing = Vec::new();
-    for name in ["polling", "fanout"] {
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut rows = Vec::new();
+    for (name, path) in [
+        ("polling", "polling (GetRecords)"),
+        ("fanout", "enhanced fan-out (SubscribeToShard)"),
+    ] {
         let seen = all.get(name).cloned().unwrap_or_default();
         let mut latencies: Vec<Duration> = seen
             .iter()
             .filter_map(|(i, at)| sent.get(*i).map(|s| at.saturating_duration_since(*s)))
             .collect();
         latencies.sort();
-        let ms = |d: Duration| format!("{} ms", d.as_millis());
-        println!(
-            "| {} | {}/{} | {} | {} | {} |",
-            if name == "fanout" {
-                "enhanced fan-out (SubscribeToShard)"
-            } else {
-                "polling (GetRecords)"
-            },
-            seen.len(),
-            o.records,
-            ms(percentile(&latencies, 0.5)),
-            ms(percentile(&latencies, 0.99)),
-            ms(latencies.last().copied().unwrap_or_default()),
-        );
-        if seen.len() < o.records {
-            missing.push(name);
-        }
+        rows.push((backend, path, seen.len(), latencies));
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    anyhow::ensure!(missing.is_empty(), "records missing on {missing:?}");
-    Ok(())
+    Ok(rows)
 }

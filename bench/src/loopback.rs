@@ -21,6 +21,9 @@ use md5::{Digest, Md5};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
+#[path = "loopback_subscribe.rs"]
+mod subscribe;
+
 const ACCOUNT: &str = "123456789012";
 
 #[derive(Default)]
@@ -67,6 +70,8 @@ struct KinesisRecord {
 
 pub struct Stream {
     shards: Vec<Mutex<Shard>>,
+    /// Woken on every append, for SubscribeToShard.
+    appended: Notify,
     next_sequence: AtomicU64,
     /// GetRecords calls, for the pacing figure.
     get_records_calls: AtomicU64,
@@ -142,6 +147,7 @@ impl Loopback {
                         })
                         .collect(),
                     next_sequence: AtomicU64::new(1),
+                    appended: Notify::new(),
                     get_records_calls: AtomicU64::new(0),
                 }),
             );
@@ -376,6 +382,9 @@ impl Loopback {
         if op == "GetRecords" {
             return self.get_records(&req);
         }
+        if op == "SubscribeToShard" {
+            return self.subscribe(&req);
+        }
         let Some(stream) = self.stream(&req) else {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -566,6 +575,7 @@ impl Stream {
                 data,
                 arrival_secs,
             });
+        self.appended.notify_waiters();
         (shard, sequence)
     }
 }

@@ -74,6 +74,9 @@ enum Command {
     Fanout {
         #[arg(long, default_value = "target/release/esmd")]
         esmd: PathBuf,
+        /// loopback, kinesis-local (comma-separated).
+        #[arg(long, default_value = "loopback,kinesis-local")]
+        backends: String,
         /// kinesis-local's package directory.
         #[arg(long, default_value = ".ci/node/node_modules/kinesis-local")]
         kinesis_local: PathBuf,
@@ -148,11 +151,13 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Fanout {
                 esmd,
+                backends,
                 kinesis_local,
                 records,
                 interval_ms,
             } => {
                 fanout::run(fanout::Options {
+                    backends,
                     esmd,
                     kinesis_local,
                     records,
