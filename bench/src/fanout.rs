@@ -263,7 +263,7 @@ async fn measure(
             .env("AWS_ACCESS_KEY_ID", "bench")
             .env("AWS_SECRET_ACCESS_KEY", "bench")
             .env("AWS_REGION", "us-east-1")
-            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_ENDPOINT_URL", endpoint)
             .env("AWS_ENDPOINT_URL_LAMBDA", &function_url)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
