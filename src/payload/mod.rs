@@ -12,6 +12,9 @@ pub(crate) mod response;
 pub(crate) mod sqs;
 pub(crate) mod window;
 
+#[cfg(test)]
+mod bad_input_tests;
+
 use serde_json::value::RawValue;
 
 /// One record, already serialised as it will appear inside `Records`.
