@@ -241,6 +241,133 @@ fn empty(next: &str) -> ReadBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_kinesis::types::{ChildShard, HashKeyRange, Record};
+
+    const SEQ_1: &str = "49590338271490256608559692538361571095921575989136588898";
+    const SEQ_2: &str = "49590338271490256608559692538361571095921575989136588899";
+
+    /// A fan-out reader with one open subscription on `shardId-0`, fed by the returned sender
+    /// (no network: reads continue on the subscription).
+    fn reader_with_subscription() -> (
+        SdkKinesisFanOut,
+        mpsc::Sender<Result<SubscribeToShardEvent, StreamError>>,
+    ) {
+        let config = aws_sdk_kinesis::Config::builder()
+            .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
+            .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_kinesis::config::Credentials::for_tests())
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        let polling = SdkKinesis::new(
+            aws_sdk_kinesis::Client::from_conf(config),
+            "arn:aws:kinesis:us-east-1:123456789012:stream/s",
+            "s",
+            "us-east-1",
+            "arn:aws:iam::123456789012:role/esmd".into(),
+        );
+        let reader = SdkKinesisFanOut::new(
+            polling,
+            "arn:aws:kinesis:us-east-1:123456789012:stream/s/consumer/c:1",
+            RENEW_AFTER,
+        );
+        let (tx, events) = mpsc::channel(8);
+        reader.lock().insert(
+            "shardId-0".into(),
+            Subscription {
+                next: "TRIM_HORIZON".into(),
+                events,
+                opened: Instant::now(),
+            },
+        );
+        (reader, tx)
+    }
+
+    fn event(records: &[&str], continuation: &str, children: bool) -> SubscribeToShardEvent {
+        let mut b = SubscribeToShardEvent::builder()
+            .set_records(Some(Vec::new()))
+            .continuation_sequence_number(continuation)
+            .millis_behind_latest(0);
+        for seq in records {
+            b = b.records(
+                Record::builder()
+                    .sequence_number(*seq)
+                    .partition_key("k")
+                    .data(aws_sdk_kinesis::primitives::Blob::new(b"x".to_vec()))
+                    .build()
+                    .unwrap(),
+            );
+        }
+        if children {
+            b = b.child_shards(
+                ChildShard::builder()
+                    .shard_id("shardId-1")
+                    .parent_shards("shardId-0")
+                    .hash_key_range(
+                        HashKeyRange::builder()
+                            .starting_hash_key("0")
+                            .ending_hash_key("1")
+                            .build()
+                            .unwrap(),
+                    )
+                    .build()
+                    .unwrap(),
+            );
+        }
+        b.build().unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn events_continue_from_their_continuation_and_child_shards_end_the_shard() {
+        let (reader, tx) = reader_with_subscription();
+        // An empty event moves the position; the read waits for records.
+        tx.send(Ok(event(&[], SEQ_1, false))).await.unwrap();
+        tx.send(Ok(event(&[SEQ_2], SEQ_2, false))).await.unwrap();
+        let batch = reader
+            .get_records("shardId-0", "TRIM_HORIZON", 100)
+            .await
+            .unwrap();
+        assert_eq!(batch.records.len(), 1);
+        assert_eq!(
+            batch.next_iterator.as_deref(),
+            Some(format!("AFTER:{SEQ_2}").as_str())
+        );
+
+        // Nothing for a second: an empty answer that keeps the position and the subscription.
+        let idle = reader
+            .get_records("shardId-0", &format!("AFTER:{SEQ_2}"), 100)
+            .await
+            .unwrap();
+        assert!(idle.records.is_empty());
+        assert_eq!(
+            idle.next_iterator.as_deref(),
+            Some(format!("AFTER:{SEQ_2}").as_str())
+        );
+
+        // The shard's end: the last records, then no next position.
+        tx.send(Ok(event(&[SEQ_2], "", true))).await.unwrap();
+        let end = reader
+            .get_records("shardId-0", &format!("AFTER:{SEQ_2}"), 100)
+            .await
+            .unwrap();
+        assert_eq!(end.records.len(), 1);
+        assert_eq!(end.next_iterator, None, "ChildShards ends the shard");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_subscription_that_ends_is_resumed_from_its_position() {
+        let (reader, tx) = reader_with_subscription();
+        drop(tx);
+        let ended = reader
+            .get_records("shardId-0", "TRIM_HORIZON", 100)
+            .await
+            .unwrap();
+        assert!(ended.records.is_empty());
+        assert_eq!(ended.next_iterator.as_deref(), Some("TRIM_HORIZON"));
+        assert!(
+            reader.lock().is_empty(),
+            "the next read subscribes again from there"
+        );
+    }
 
     #[test]
     fn positions_round_trip_through_tokens() {
