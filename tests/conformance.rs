@@ -325,6 +325,18 @@ fn all_records(function: &FunctionServer) -> Vec<Value> {
         .collect()
 }
 
+/// The first failure record an SQS destination received, parsed (waits up to a minute).
+async fn first_record(destination: &Queue, esmd: &Esmd) -> Value {
+    eventually(
+        Duration::from_secs(60),
+        "the failure record",
+        Some(esmd),
+        || async { !destination.peek_bodies().await.is_empty() },
+    )
+    .await;
+    queue_payloads(destination).await.remove(0)
+}
+
 /// The bodies of the messages in `queue`, parsed.
 async fn queue_payloads(queue: &Queue) -> Vec<Value> {
     queue
@@ -391,20 +403,9 @@ async fn kinesis_on_failure_destination() {
                "DestinationConfig": {"OnFailure": {"Destination": destination.arn}}}),
     );
     put(&kinesis, "conf-failing", "test", "hello").await;
-    eventually(
-        Duration::from_secs(60),
-        "the failure record",
-        Some(&esmd),
-        || async { !destination.peek_bodies().await.is_empty() },
-    )
-    .await;
+    let record = first_record(&destination, &esmd).await;
     let recorded_payload = &recorded(TEST, "sqs_payload")["Messages"][0]["Body"];
-    assert_conforms(
-        TEST,
-        "sqs_payload",
-        &queue_payloads(&destination).await[0],
-        recorded_payload,
-    );
+    assert_conforms(TEST, "sqs_payload", &record, recorded_payload);
 }
 
 /// Kinesis with ReportBatchItemFailures, batch 3, six records of which the last fails
@@ -451,20 +452,9 @@ async fn kinesis_partial_batch_failures() {
                "FunctionResponseTypes": ["ReportBatchItemFailures"],
                "DestinationConfig": {"OnFailure": {"Destination": destination.arn}}}),
     );
-    eventually(
-        Duration::from_secs(60),
-        "the failure record",
-        Some(&esmd),
-        || async { !destination.peek_bodies().await.is_empty() },
-    )
-    .await;
+    let record = first_record(&destination, &esmd).await;
     let recorded_payload = &recorded(TEST, "sqs_payload")["Messages"][0]["Body"];
-    assert_conforms(
-        TEST,
-        "sqs_payload",
-        &queue_payloads(&destination).await[0],
-        recorded_payload,
-    );
+    assert_conforms(TEST, "sqs_payload", &record, recorded_payload);
     let mut records = all_records(&function);
     records.sort_by_key(|r| {
         r["kinesis"]["partitionKey"]
@@ -583,18 +573,12 @@ async fn dynamodb_on_failure_destination() {
                "MaximumBatchingWindowInSeconds": 1, "MaximumRetryAttempts": 1,
                "DestinationConfig": {"OnFailure": {"Destination": destination.arn}}}),
     );
-    eventually(
-        Duration::from_secs(60),
-        "the failure record",
-        Some(&esmd),
-        || async { !destination.peek_bodies().await.is_empty() },
-    )
-    .await;
+    let record = first_record(&destination, &esmd).await;
     let recorded_payload = &recorded(TEST, "destination_queue_messages")["Messages"][0]["Body"];
     assert_conforms(
         TEST,
         "destination_queue_messages",
-        &queue_payloads(&destination).await[0],
+        &record,
         recorded_payload,
     );
 }
@@ -609,18 +593,7 @@ enum Inbox {
 impl Inbox {
     /// The destination ARN and where its records arrive.
     async fn sns(moto: &Moto, name: &str) -> (String, Inbox) {
-        let sns = aws_sdk_sns::Client::new(&sdk_config(&moto.endpoint).await);
-        let topic = sns.create_topic().name(name).send().await.unwrap();
-        let topic_arn = topic.topic_arn().unwrap().to_string();
-        let inbox = Queue::create(moto, &format!("{name}-inbox"), &[]).await;
-        sns.subscribe()
-            .topic_arn(&topic_arn)
-            .protocol("sqs")
-            .endpoint(&inbox.arn)
-            .attributes("RawMessageDelivery", "true")
-            .send()
-            .await
-            .unwrap();
+        let (topic_arn, inbox) = sns_inbox(moto, name).await;
         (topic_arn, Inbox::Sns(inbox))
     }
 

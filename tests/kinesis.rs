@@ -7,26 +7,15 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use base64::Engine;
 use common::*;
 use serde_json::Value;
-
-fn data_of(record: &Value) -> String {
-    let b64 = record["kinesis"]["data"].as_str().unwrap_or_default();
-    String::from_utf8(
-        base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .unwrap_or_default(),
-    )
-    .unwrap_or_default()
-}
 
 /// Every record's data, in delivery order.
 fn delivered(function: &FunctionServer) -> Vec<String> {
     function
         .calls()
         .iter()
-        .flat_map(|c| c.records().iter().map(data_of).collect::<Vec<_>>())
+        .flat_map(|c| c.records().iter().map(kinesis_data).collect::<Vec<_>>())
         .collect()
 }
 
@@ -35,7 +24,7 @@ fn delivered_ok(function: &FunctionServer, ok: impl Fn(&Invocation) -> bool) -> 
         .calls()
         .iter()
         .filter(|c| ok(c))
-        .flat_map(|c| c.records().iter().map(data_of).collect::<Vec<_>>())
+        .flat_map(|c| c.records().iter().map(kinesis_data).collect::<Vec<_>>())
         .collect()
 }
 
@@ -244,7 +233,7 @@ async fn partial_failures_then_retries_exhausted_reach_the_sqs_destination() {
         let failed: Vec<Value> = inv
             .records()
             .iter()
-            .filter(|r| data_of(r) == "p2")
+            .filter(|r| kinesis_data(r) == "p2")
             .map(|r| serde_json::json!({"itemIdentifier": r["kinesis"]["sequenceNumber"]}))
             .collect();
         Reply::ok(serde_json::json!({"batchItemFailures": failed}).to_string())
@@ -319,18 +308,7 @@ async fn bisection_isolates_one_poison_record_and_reports_it_to_sns() {
     let moto = Moto::start();
     let client = kinesis(&moto.endpoint).await;
     create_stream(&client, "bisect", 1).await;
-    let sns = aws_sdk_sns::Client::new(&sdk_config(&moto.endpoint).await);
-    let topic = sns.create_topic().name("failures").send().await.unwrap();
-    let topic_arn = topic.topic_arn().unwrap().to_string();
-    let inbox = Queue::create(&moto, "sns-inbox", &[]).await;
-    sns.subscribe()
-        .topic_arn(&topic_arn)
-        .protocol("sqs")
-        .endpoint(&inbox.arn)
-        .attributes("RawMessageDelivery", "true")
-        .send()
-        .await
-        .unwrap();
+    let (topic_arn, inbox) = sns_inbox(&moto, "failures").await;
     let mut poison_seq = String::new();
     for i in 0..8 {
         let s = put(&client, "bisect", "k", &format!("b{i}")).await;
@@ -338,7 +316,7 @@ async fn bisection_isolates_one_poison_record_and_reports_it_to_sns() {
             poison_seq = s;
         }
     }
-    let is_poisoned = |inv: &Invocation| inv.records().iter().any(|r| data_of(r) == "b5");
+    let is_poisoned = |inv: &Invocation| inv.records().iter().any(|r| kinesis_data(r) == "b5");
     let function = FunctionServer::start(move |inv, _| {
         if is_poisoned(inv) {
             Reply::function_error()
@@ -433,7 +411,7 @@ async fn a_function_error_with_retries_exhausted_goes_to_s3_with_the_payload() {
     assert_eq!(record["requestContext"]["approximateInvokeCount"], 2);
     assert_eq!(record["KinesisBatchInfo"]["batchSize"], 1);
     let payload: Value = serde_json::from_str(record["payload"].as_str().unwrap()).unwrap();
-    assert_eq!(data_of(&payload["Records"][0]), "s0");
+    assert_eq!(kinesis_data(&payload["Records"][0]), "s0");
     assert_eq!(function.calls().len(), 2);
 }
 
@@ -651,7 +629,7 @@ async fn tumbling_windows_carry_state_across_invocations_and_restarts_then_close
     assert_eq!(
         window
             .iter()
-            .flat_map(|c| c.records().iter().map(data_of))
+            .flat_map(|c| c.records().iter().map(kinesis_data))
             .collect::<Vec<_>>(),
         (0..5).map(|i| format!("r{i}")).collect::<Vec<_>>()
     );
@@ -668,7 +646,7 @@ async fn tumbling_windows_carry_state_across_invocations_and_restarts_then_close
     // The next window starts fresh.
     let next = rest
         .iter()
-        .find(|c| c.records().iter().any(|r| data_of(r) == "r5"))
+        .find(|c| c.records().iter().any(|r| kinesis_data(r) == "r5"))
         .unwrap();
     assert_eq!(next.event["state"], serde_json::json!({}));
     let next_start =

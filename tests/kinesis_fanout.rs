@@ -9,7 +9,6 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use base64::Engine;
 use common::*;
 use serde_json::Value;
 
@@ -37,26 +36,6 @@ async fn consumer(client: &aws_sdk_kinesis::Client, stream_arn: &str) -> String 
     panic!("consumer not active");
 }
 
-async fn put(client: &aws_sdk_kinesis::Client, stream: &str, key: &str, data: &str) {
-    client
-        .put_record()
-        .stream_name(stream)
-        .partition_key(key)
-        .data(aws_sdk_kinesis::primitives::Blob::new(
-            data.as_bytes().to_vec(),
-        ))
-        .send()
-        .await
-        .unwrap();
-}
-
-fn data_of(record: &Value) -> String {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(record["kinesis"]["data"].as_str().unwrap())
-        .unwrap();
-    String::from_utf8(bytes).unwrap()
-}
-
 /// Every delivered record: (eventSourceARN, shard, key, data), in delivery order.
 fn delivered(function: &FunctionServer) -> Vec<(String, String, String, String)> {
     function
@@ -71,7 +50,7 @@ fn delivered(function: &FunctionServer) -> Vec<(String, String, String, String)>
                         r["eventSourceARN"].as_str().unwrap().to_string(),
                         shard.to_string(),
                         r["kinesis"]["partitionKey"].as_str().unwrap().to_string(),
-                        data_of(r),
+                        kinesis_data(r),
                     )
                 })
                 .collect::<Vec<_>>()
@@ -252,7 +231,7 @@ async fn fan_out_partial_failures_reach_the_destination() {
         let failed: Vec<Value> = call
             .records()
             .iter()
-            .filter(|r| data_of(r) == "r2")
+            .filter(|r| kinesis_data(r) == "r2")
             .map(|r| serde_json::json!({"itemIdentifier": r["kinesis"]["sequenceNumber"]}))
             .collect();
         Reply::ok(serde_json::json!({"batchItemFailures": failed}).to_string())
@@ -289,5 +268,7 @@ async fn fan_out_partial_failures_reach_the_destination() {
     assert!(record["responseContext"]["functionError"].is_null());
     let calls = function.calls();
     assert_eq!(calls[0].records().len(), 4);
-    assert!(calls[1..].iter().all(|c| data_of(&c.records()[0]) == "r2"));
+    assert!(calls[1..]
+        .iter()
+        .all(|c| kinesis_data(&c.records()[0]) == "r2"));
 }

@@ -125,3 +125,26 @@ impl Queue {
             .collect()
     }
 }
+
+/// An SNS topic named `topic` with an SQS queue `<topic>-inbox` subscribed to it with raw
+/// delivery, so that what is published reads back as the queue's message bodies.
+pub async fn sns_inbox(moto: &Moto, topic: &str) -> (String, Queue) {
+    let sns = aws_sdk_sns::Client::new(&sdk_config(&moto.endpoint).await);
+    let created = sns
+        .create_topic()
+        .name(topic)
+        .send()
+        .await
+        .expect("create topic");
+    let topic_arn = created.topic_arn().expect("topic arn").to_string();
+    let inbox = Queue::create(moto, &format!("{topic}-inbox"), &[]).await;
+    sns.subscribe()
+        .topic_arn(&topic_arn)
+        .protocol("sqs")
+        .endpoint(&inbox.arn)
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .expect("subscribe");
+    (topic_arn, inbox)
+}

@@ -107,3 +107,13 @@ pub async fn table_with_stream(
         .expect("stream arn")
         .to_string()
 }
+
+/// A Kinesis record's data, decoded (base64 in the event).
+pub fn kinesis_data(record: &serde_json::Value) -> String {
+    use base64::Engine;
+    let b64 = record["kinesis"]["data"].as_str().unwrap_or_default();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap_or_default();
+    String::from_utf8(bytes).unwrap_or_default()
+}
