@@ -23,6 +23,9 @@ use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::config::AwsSettings;
 
+/// The longest one attempt of a Kinesis, DynamoDB, DynamoDB Streams, SNS or S3 call may take.
+pub(crate) const CALL_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// One loaded AWS configuration, shared by every client.
 #[derive(Clone, Debug)]
 pub(crate) struct AwsContext {
@@ -130,8 +133,21 @@ impl AwsContext {
         aws_sdk_lambda::Client::from_conf(b.build())
     }
 
+    /// Kinesis, DynamoDB, DynamoDB Streams, SNS and S3 calls are bounded by a 30 s attempt
+    /// timeout: without one, a backend that accepts a request and never answers (a half-open
+    /// connection, a stalled load balancer) would hold a shard's reader forever. The fault
+    /// campaign's proxy stalls requests to prove it. SubscribeToShard lifts it for its
+    /// event stream (`source::kinesis::fanout`).
+    fn bounded() -> TimeoutConfig {
+        TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(CALL_ATTEMPT_TIMEOUT)
+            .build()
+    }
+
     pub(crate) fn kinesis(&self) -> aws_sdk_kinesis::Client {
-        let mut b = aws_sdk_kinesis::config::Builder::from(&self.sdk);
+        let mut b =
+            aws_sdk_kinesis::config::Builder::from(&self.sdk).timeout_config(Self::bounded());
         if let Some(url) = self.endpoint(Service::Kinesis) {
             b = b.endpoint_url(url);
         }
@@ -140,7 +156,8 @@ impl AwsContext {
 
     /// The lease table's client.
     pub(crate) fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
-        let mut b = aws_sdk_dynamodb::config::Builder::from(&self.sdk);
+        let mut b =
+            aws_sdk_dynamodb::config::Builder::from(&self.sdk).timeout_config(Self::bounded());
         if let Some(url) = self.endpoint(Service::DynamoDb) {
             b = b.endpoint_url(url);
         }
@@ -148,7 +165,8 @@ impl AwsContext {
     }
 
     pub(crate) fn dynamodb_streams(&self) -> aws_sdk_dynamodbstreams::Client {
-        let mut b = aws_sdk_dynamodbstreams::config::Builder::from(&self.sdk);
+        let mut b = aws_sdk_dynamodbstreams::config::Builder::from(&self.sdk)
+            .timeout_config(Self::bounded());
         if let Some(url) = self
             .endpoint(Service::DynamoDbStreams)
             .or_else(|| self.endpoint(Service::DynamoDb))
@@ -159,7 +177,7 @@ impl AwsContext {
     }
 
     pub(crate) fn sns(&self) -> aws_sdk_sns::Client {
-        let mut b = aws_sdk_sns::config::Builder::from(&self.sdk);
+        let mut b = aws_sdk_sns::config::Builder::from(&self.sdk).timeout_config(Self::bounded());
         if let Some(url) = self.endpoint(Service::Sns) {
             b = b.endpoint_url(url);
         }
@@ -167,7 +185,7 @@ impl AwsContext {
     }
 
     pub(crate) fn s3(&self) -> aws_sdk_s3::Client {
-        let mut b = aws_sdk_s3::config::Builder::from(&self.sdk);
+        let mut b = aws_sdk_s3::config::Builder::from(&self.sdk).timeout_config(Self::bounded());
         if let Some(url) = self.endpoint(Service::S3) {
             // Emulators serve buckets by path, not by virtual host.
             b = b.endpoint_url(url).force_path_style(true);

@@ -146,11 +146,16 @@ fn admin_url(path: &Path) -> anyhow::Result<String> {
 }
 
 fn run(path: &Path) -> anyhow::Result<()> {
-    let config = Config::load(path)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // First the signal handlers: a SIGTERM during startup must drain, not kill.
+    let signals = {
+        let _context = runtime.enter();
+        crate::daemon::signals::Signals::install().context("cannot install signal handlers")?
+    };
+    let config = Config::load(path)?;
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         tokio::spawn(crate::daemon::memory::release_freed_memory(
@@ -158,6 +163,7 @@ fn run(path: &Path) -> anyhow::Result<()> {
         ));
         let (reload_tx, reloads) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(crate::daemon::signals::watch_signals(
+            signals,
             shutdown.clone(),
             path.to_path_buf(),
             reload_tx,

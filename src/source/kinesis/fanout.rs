@@ -90,6 +90,16 @@ impl SdkKinesisFanOut {
             .consumer_arn(&self.consumer_arn)
             .shard_id(shard_id)
             .starting_position(start)
+            // The subscription's event stream lasts up to 5 minutes: no attempt timeout.
+            .customize()
+            .config_override(
+                aws_sdk_kinesis::config::Builder::default().timeout_config(
+                    aws_config::timeout::TimeoutConfig::builder()
+                        .connect_timeout(Duration::from_secs(5))
+                        .disable_operation_attempt_timeout()
+                        .build(),
+                ),
+            )
             .send()
             .await
             .map_err(classify_stream_error)?;
