@@ -44,7 +44,7 @@ pub(crate) enum DaemonError {
     Mapping { uuid: String, message: String },
     #[error("stopped after a fatal error: {0}")]
     Fatal(String),
-    #[error("checkpoint store {path}: {source}")]
+    #[error("cannot use the state file {path}")]
     State {
         path: String,
         #[source]

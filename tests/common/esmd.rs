@@ -17,6 +17,11 @@ pub struct Esmd {
     /// The `[http]`, `[state]` and `[daemon]` sections written before each body.
     header: String,
     env: Vec<(String, String)>,
+    /// `RLIMIT_FSIZE` for the next starts: a file esmd writes cannot grow past it (a full
+    /// disk for that file), with SIGXFSZ ignored so that the write fails with EFBIG.
+    file_size_limit: Option<u64>,
+    /// The exit status of a process that ended during startup.
+    exited: Option<ExitStatus>,
 }
 
 impl Esmd {
@@ -103,6 +108,8 @@ impl Esmd {
             config_path,
             header,
             env: all_env,
+            file_size_limit: None,
+            exited: None,
         };
         esmd.spawn();
         esmd
@@ -122,16 +129,61 @@ impl Esmd {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
+        if let Some(limit) = self.file_size_limit {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: between fork and exec only async-signal-safe calls: setrlimit, signal.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let rl = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &rl) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                    Ok(())
+                });
+            }
+        }
         self.child = Some(cmd.spawn().expect("spawn esmd"));
-        self.wait_for(Duration::from_secs(30), "admin endpoint", || {
-            http_get(&format!("{}/healthz", self.admin)).is_ok()
-        });
+        // Up when the admin endpoint answers; a process that exits during startup (a test of
+        // a refused start) is left for `wait_exit` to report.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if http_get(&format!("{}/healthz", self.admin)).is_ok() {
+                return;
+            }
+            let child = self.child.as_mut().expect("spawned");
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                // Keep the status for wait_exit: try_wait reaped it, so remember it.
+                let status = child.wait().ok();
+                self.exited = status;
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for admin endpoint\n--- esmd log ---\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Replaces the mappings in the config file (same `[http]`, `[state]`, `[daemon]`); send
     /// SIGHUP to apply it.
     pub fn rewrite_config(&self, body: &str) {
         std::fs::write(&self.config_path, format!("{}{body}", self.header)).expect("write config");
+    }
+
+    /// Caps the size of every file the next esmd process writes (see `file_size_limit`).
+    pub fn limit_file_size(&mut self, bytes: Option<u64>) {
+        self.file_size_limit = bytes;
+    }
+
+    /// The SQLite state file (the default `[state]`).
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.path().join("state.db")
     }
 
     /// Starts esmd again with the same config and state (after it exited or was killed).
@@ -288,6 +340,10 @@ impl Esmd {
     }
 
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        if let Some(status) = self.exited.take() {
+            self.child = None;
+            return status;
+        }
         let deadline = Instant::now() + timeout;
         let child = self.child.as_mut().expect("running");
         loop {

@@ -24,6 +24,8 @@ use super::{
 pub(crate) struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     owner: String,
+    /// The file, named in every error a call returns (`:memory:` in tests).
+    path: Arc<str>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -43,16 +45,16 @@ impl SqliteStore {
         }
         let conn = Connection::open(path)
             .map_err(|e| storage(format!("cannot open {}: {e}", path.display())))?;
-        Self::init(conn)
+        Self::init(conn, &path.display().to_string())
     }
 
     /// An in-memory store, for tests.
     #[cfg(test)]
     pub(crate) fn in_memory() -> Result<Self, CheckpointError> {
-        Self::init(Connection::open_in_memory().map_err(storage)?)
+        Self::init(Connection::open_in_memory().map_err(storage)?, ":memory:")
     }
 
-    fn init(conn: Connection) -> Result<Self, CheckpointError> {
+    fn init(conn: Connection, path: &str) -> Result<Self, CheckpointError> {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(storage)?;
         conn.pragma_update(None, "synchronous", "FULL")
@@ -80,6 +82,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             owner: format!("{host}:{}", std::process::id()),
+            path: path.into(),
         })
     }
 
@@ -90,12 +93,17 @@ impl SqliteStore {
     {
         let conn = Arc::clone(&self.conn);
         let owner = self.owner.clone();
-        tokio::task::spawn_blocking(move || {
+        let result = tokio::task::spawn_blocking(move || {
             let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
             f(&mut guard, &owner)
         })
         .await
-        .map_err(storage)?
+        .map_err(storage)?;
+        // A disk that is full or failing: name the file, so the operator knows where to look.
+        result.map_err(|e| match e {
+            CheckpointError::Storage(m) => CheckpointError::Storage(format!("{}: {m}", self.path)),
+            other => other,
+        })
     }
 
     /// A mapping's shards, without a runtime (for tests of old stores).
