@@ -309,11 +309,10 @@ fn duplicates(log: &RunLog, v: &mut Verdict) {
             };
             v.duplicates += 1;
             let ack = &log.invocations[k];
-            match log
-                .disruptions
-                .iter()
-                .position(|d| explains(d, ack.at_ms, ack.done_ms))
-            {
+            match log.disruptions.iter().position(|d| match &r.sequence {
+                Some(q) => restart_replays(d, ack.at_ms, r.shard.as_deref(), q),
+                None => explains(d, ack.at_ms, ack.done_ms),
+            }) {
                 Some(d) => *per_disruption.entry(d).or_default() += 1,
                 None => v.unexplained_duplicates.push(format!(
                     "{} again in invocation {n}, acknowledged in invocation {k} at {} ms",
@@ -330,11 +329,35 @@ fn duplicates(log: &RunLog, v: &mut Verdict) {
     v.max_duplicates_per_disruption = per_disruption.values().copied().max().unwrap_or(0);
 }
 
-/// An acknowledgement can be undone by a disruption that began before it was committed: the
+/// Streams: a restart replays from the checkpoint, so a record acknowledged before a kill or
+/// a SIGTERM comes again if the store's checkpoint for its shard was still below it (with
+/// `parallelization_factor` > 1, or a batch still retrying, the checkpoint is the lowest
+/// unfinished record, so later acknowledged records are replayed). DynamoDB Streams events
+/// do not name their shard: any shard's checkpoint below it explains it.
+fn restart_replays(d: &Disruption, acked_at: u64, shard: Option<&str>, seq: &str) -> bool {
+    if !(d.kind == "kill" || d.kind == "term") || acked_at > d.end_ms {
+        return false;
+    }
+    let below = |c: &Option<String>| {
+        c.as_deref()
+            .is_none_or(|c| compare_sequence(c, seq) == Ordering::Less)
+    };
+    let relevant: Vec<_> = d
+        .checkpoints
+        .iter()
+        .filter(|(s, _)| shard.is_none_or(|want| want == s))
+        .collect();
+    relevant.is_empty() || relevant.iter().any(|(_, c)| below(c))
+}
+
+/// SQS: an acknowledgement can be undone by a disruption that began before it was committed: the
 /// invocation started before the disruption ended and finished at most a commit window
 /// before the disruption began.
 fn explains(d: &Disruption, at_ms: u64, done_ms: u64) -> bool {
-    at_ms <= d.end_ms + COMMIT_WINDOW_MS && done_ms + COMMIT_WINDOW_MS >= d.start_ms
+    // A SIGTERM drains: it finishes in-flight batches and deletes what they processed.
+    d.kind != "term"
+        && at_ms <= d.end_ms + COMMIT_WINDOW_MS
+        && done_ms + COMMIT_WINDOW_MS >= d.start_ms
 }
 
 #[cfg(test)]

@@ -124,6 +124,7 @@ fn a_redelivered_prefix_is_not_a_reorder_and_unordered_sources_are_not_checked()
         kind: "kill".into(),
         start_ms: 120,
         end_ms: 130,
+        checkpoints: vec![],
     });
     let v = check(&log);
     assert!(v.ok(), "{:?}", v.problems());
@@ -185,6 +186,7 @@ fn a_duplicate_without_a_disruption_is_unexplained() {
         kind: "kill".into(),
         start_ms: 4_000,
         end_ms: 4_100,
+        checkpoints: vec![],
     });
     assert!(
         !check(&log).ok(),
@@ -262,4 +264,39 @@ fn a_reorder_the_queue_made_is_reported_apart_and_one_esmd_made_is_not() {
     let v = check(&log);
     assert_eq!(v.order_violations.len(), 1, "{v:?}");
     assert!(v.backend_order_violations.is_empty());
+}
+
+#[test]
+fn a_stream_replay_is_explained_only_from_a_checkpoint_below_the_record() {
+    let mut log = good();
+    log.ordered = false;
+    log.invocations[1] = on_shard(log.invocations[1].clone(), "shard-0", 10);
+    // b1..b3 (10..12) acknowledged at 200 ms; a SIGTERM 5 s later; b2 and b3 come again.
+    log.invocations.push(on_shard(
+        inv(6_000, &["b2", "b3"], &["b2", "b3"]),
+        "shard-0",
+        11,
+    ));
+    let term = |checkpoint: &str| Disruption {
+        kind: "term".into(),
+        start_ms: 5_000,
+        end_ms: 5_100,
+        checkpoints: vec![("shard-0".into(), Some(checkpoint.into()))],
+    };
+    log.disruptions = vec![term("10")];
+    let v = check(&log);
+    assert!(v.ok(), "the store was at 10: {:?}", v.problems());
+    assert_eq!(v.duplicates, 2);
+
+    log.disruptions = vec![term("12")];
+    let v = check(&log);
+    assert_eq!(
+        v.unexplained_duplicates.len(),
+        2,
+        "the store was past them: {v:?}"
+    );
+
+    log.disruptions[0].kind = "stop".into();
+    log.disruptions[0].checkpoints[0].1 = Some("10".into());
+    assert!(!check(&log).ok(), "a pause restarts nothing");
 }

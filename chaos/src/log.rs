@@ -80,10 +80,14 @@ pub struct CheckpointSample {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Disruption {
-    /// `kill`, `stop`, `term`, `stall:<service>` or `lost:<service>`.
+    /// `kill`, `stop`, `term`, or `sqs:<fault>` (a proxy fault on an SQS call).
     pub kind: String,
     pub start_ms: u64,
     pub end_ms: u64,
+    /// Streams: the store's checkpoints while no esmd ran (after a kill or a SIGTERM exit,
+    /// before the restart), as `(shard, sequence)`.
+    #[serde(default)]
+    pub checkpoints: Vec<(String, Option<String>)>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

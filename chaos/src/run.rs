@@ -117,6 +117,7 @@ impl Proxies {
                     kind: format!("sqs:{}", fault.name()),
                     start_ms,
                     end_ms,
+                    checkpoints: Vec::new(),
                 });
             }
         }
@@ -202,17 +203,33 @@ pub async fn run(seed: u64, backends: &Backends, esmd_bin: &Path, out: &Path) ->
     for (at, event) in &s.events {
         sleep_until(started, *at).await;
         let name = match event {
-            Event::Kill => {
+            Event::Kill | Event::Term => {
+                let (sig, name, within) = if *event == Event::Kill {
+                    (libc::SIGKILL, "kill", 5)
+                } else {
+                    (libc::SIGTERM, "term", 30)
+                };
                 let t = ms();
                 log.exits
-                    .push(esmd.stop(libc::SIGKILL, Duration::from_secs(5)).await);
-                esmd.spawn().await?;
+                    .push(esmd.stop(sig, Duration::from_secs(within)).await);
+                // The store as the stopped process left it (a restart replays from here).
+                let left = esmd.checkpoints(ms(), &format!("{name} at {at} ms, stopped"));
                 log.disruptions.push(Disruption {
-                    kind: "kill".into(),
+                    kind: name.into(),
                     start_ms: t,
                     end_ms: ms(),
+                    checkpoints: left
+                        .iter()
+                        .map(|c| (c.shard.clone(), c.sequence.clone()))
+                        .collect(),
                 });
-                "kill"
+                log.checkpoints.extend(left);
+                esmd.spawn().await?;
+                if name == "kill" {
+                    "kill"
+                } else {
+                    "sigterm"
+                }
             }
             Event::Pause(d) => {
                 let t = ms();
@@ -223,14 +240,9 @@ pub async fn run(seed: u64, backends: &Backends, esmd_bin: &Path, out: &Path) ->
                     kind: "stop".into(),
                     start_ms: t,
                     end_ms: ms(),
+                    checkpoints: Vec::new(),
                 });
                 "pause"
-            }
-            Event::Term => {
-                log.exits
-                    .push(esmd.stop(libc::SIGTERM, Duration::from_secs(30)).await);
-                esmd.spawn().await?;
-                "sigterm"
             }
             Event::Split => {
                 world.split().await?;
