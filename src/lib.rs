@@ -53,7 +53,13 @@ pub(crate) mod failure;
 pub(crate) mod filter;
 pub(crate) mod http;
 pub(crate) mod invoke;
+pub(crate) mod memory;
 pub(crate) mod payload;
 pub(crate) mod retry;
 pub(crate) mod source;
 pub(crate) mod telemetry;
+
+/// The system allocator, counted on request (`ESMD_COUNT_ALLOCATIONS=1`, for the benchmark).
+#[global_allocator]
+static ALLOCATOR: telemetry::allocations::CountingAllocator =
+    telemetry::allocations::CountingAllocator;

@@ -15,6 +15,7 @@ pub const WORKLOAD: Workload = Workload::Sqs {
     fifo: false,
     batch: 10,
     window: 0,
+    concurrency: None,
 };
 
 pub async fn run(
@@ -53,6 +54,7 @@ pub async fn run(
     let mut runner = Runner {
         child: cmd.spawn().context("cannot start serverless offline")?,
         log,
+        admin: None,
     };
     let timeout = Duration::from_secs(if settings.smoke { 180 } else { 900 });
     let d = drain(function, &source, backend, &mut runner, records, timeout).await;

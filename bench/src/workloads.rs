@@ -80,6 +80,9 @@ pub enum Workload {
         fifo: bool,
         batch: usize,
         window: u64,
+        /// `scaling_config.maximum_concurrency`, with a 600 s visibility timeout on the queue
+        /// (so that a slow backend cannot expire messages): the moto-only 600-message run.
+        concurrency: Option<usize>,
     },
     Kinesis {
         shards: usize,
@@ -100,9 +103,13 @@ impl Workload {
                 fifo: false,
                 batch,
                 window,
-            } => {
-                format!("SQS standard, batch {batch}, window {window}s")
-            }
+                concurrency,
+            } => match concurrency {
+                None => format!("SQS standard, batch {batch}, window {window}s"),
+                Some(c) => {
+                    format!("SQS standard, batch {batch}, window {window}s, concurrency {c}")
+                }
+            },
             Workload::Sqs {
                 fifo: true, batch, ..
             } => format!("SQS FIFO, batch {batch}"),
@@ -122,21 +129,30 @@ impl Workload {
     }
 }
 
-pub const WORKLOADS: [Workload; 8] = [
+pub const WORKLOADS: [Workload; 9] = [
     Workload::Sqs {
         fifo: false,
         batch: 10,
         window: 0,
+        concurrency: None,
     },
     Workload::Sqs {
         fifo: false,
         batch: 100,
         window: 1,
+        concurrency: None,
     },
     Workload::Sqs {
         fifo: true,
         batch: 10,
         window: 0,
+        concurrency: None,
+    },
+    Workload::Sqs {
+        fifo: false,
+        batch: 10,
+        window: 0,
+        concurrency: Some(2),
     },
     Workload::Kinesis {
         shards: 4,
@@ -211,7 +227,15 @@ impl Backend {
     }
 
     fn supports(&self, w: &Workload) -> bool {
-        self.loopback.is_none() || !matches!(w, Workload::DynamoDb)
+        match w {
+            // A slow backend's cost per request: the 600-message run is for moto.
+            Workload::Sqs {
+                concurrency: Some(_),
+                ..
+            } => self.loopback.is_none(),
+            Workload::DynamoDb => self.loopback.is_none(),
+            _ => true,
+        }
     }
 }
 
@@ -268,6 +292,16 @@ impl Source {
                 let name = format!("bench-{tag}{}", if fifo { ".fifo" } else { "" });
                 let client = aws_sdk_sqs::Client::new(&backend.sdk);
                 let mut req = client.create_queue().queue_name(&name);
+                if let Workload::Sqs {
+                    concurrency: Some(_),
+                    ..
+                } = w
+                {
+                    req = req.attributes(
+                        aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+                        "600",
+                    );
+                }
                 if fifo {
                     req = req
                         .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
@@ -520,6 +554,8 @@ fn item(i: usize) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::
 pub(crate) struct Runner {
     pub(crate) child: Child,
     pub(crate) log: PathBuf,
+    /// esmd's admin address, where `esmd_heap_allocations_total` is read.
+    pub(crate) admin: Option<String>,
 }
 
 impl Runner {
@@ -565,8 +601,16 @@ pub(crate) fn aws_env(
 fn mapping_toml(w: &Workload, arn: &str) -> String {
     let mut m = format!("[[mapping]]\nevent_source_arn = \"{arn}\"\nfunction_name = \"bench\"\n");
     match *w {
-        Workload::Sqs { batch, window, .. } => {
-            m += &format!("batch_size = {batch}\nmaximum_batching_window_in_seconds = {window}\n")
+        Workload::Sqs {
+            batch,
+            window,
+            concurrency,
+            ..
+        } => {
+            m += &format!("batch_size = {batch}\nmaximum_batching_window_in_seconds = {window}\n");
+            if let Some(c) = concurrency {
+                m += &format!("scaling_config = {{ maximum_concurrency = {c} }}\n");
+            }
         }
         Workload::Kinesis {
             parallelization,
@@ -595,8 +639,9 @@ fn start_esmd(
 ) -> anyhow::Result<Runner> {
     let dir = settings.work_dir.join(tag);
     std::fs::create_dir_all(&dir)?;
+    let admin = format!("127.0.0.1:{}", free_port()?);
     let config = format!(
-        "[http]\nlisten = \"\"\n[state]\npath = \"{}\"\n{mappings}",
+        "[http]\nlisten = \"{admin}\"\n[state]\npath = \"{}\"\n{mappings}",
         dir.join("state.db").display()
     );
     let path = dir.join("esmd.toml");
@@ -604,9 +649,12 @@ fn start_esmd(
     let mut cmd = Command::new(&settings.esmd);
     cmd.arg("run").arg("--config").arg(&path);
     aws_env(&mut cmd, backend, function_url, &dir.join("esmd.log"))?;
+    // Allocations per record: counted on per-thread stripes (telemetry::allocations).
+    cmd.env("ESMD_COUNT_ALLOCATIONS", "1");
     Ok(Runner {
         child: cmd.spawn().context("cannot start esmd")?,
         log: dir.join("esmd.log"),
+        admin: Some(admin),
     })
 }
 
@@ -637,7 +685,11 @@ fn start_baseline(
     Some(
         cmd.spawn()
             .context("cannot start the baseline")
-            .map(|child| Runner { child, log }),
+            .map(|child| Runner {
+                child,
+                log,
+                admin: None,
+            }),
     )
 }
 
@@ -652,6 +704,23 @@ struct Idler {
 pub(crate) struct Drain {
     pub(crate) seconds: f64,
     pub(crate) cpu: Duration,
+    /// Heap allocations over the same span as `cpu` (esmd only).
+    pub(crate) allocations: Option<u64>,
+}
+
+/// `esmd_heap_allocations_total` from esmd's `/metrics`, when it counts.
+fn allocations(runner: &Runner) -> Option<u64> {
+    use std::io::{Read, Write};
+    let admin = runner.admin.as_ref()?;
+    let mut s = std::net::TcpStream::connect(admin).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {admin}\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("esmd_heap_allocations_total "))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Waits until `count` records reached the function and the source is drained; CPU is read at
@@ -666,10 +735,12 @@ pub(crate) async fn drain(
 ) -> anyhow::Result<Drain> {
     let started = Instant::now();
     let mut cpu_at_first = None;
+    let mut allocations_at_first = None;
     loop {
         let delivered = function.delivered();
         if cpu_at_first.is_none() && delivered > 0 {
             cpu_at_first = Some(proc::cpu(runner.pid()));
+            allocations_at_first = allocations(runner);
         }
         if delivered >= count && source.remaining(backend).await == 0 {
             break;
@@ -691,6 +762,7 @@ pub(crate) async fn drain(
         .await;
     }
     let cpu_end = proc::cpu(runner.pid());
+    let allocations_end = allocations(runner);
     let a = function.lock();
     let seconds = match (a.first_any, a.last) {
         (Some(f), Some(l)) => l.duration_since(f).as_secs_f64().max(1e-3),
@@ -699,6 +771,9 @@ pub(crate) async fn drain(
     Ok(Drain {
         seconds,
         cpu: cpu_end.saturating_sub(cpu_at_first.unwrap_or_default()),
+        allocations: allocations_end
+            .zip(allocations_at_first)
+            .map(|(end, first)| end.saturating_sub(first)),
     })
 }
 
@@ -801,10 +876,22 @@ async fn run_one(
             .await
             .map(|r| vec![r]);
     }
-    let count = if backend.loopback.is_some() {
-        settings.records_loopback
-    } else {
-        settings.records_moto
+    let count = match (backend.loopback.is_some(), w) {
+        (true, _) => settings.records_loopback,
+        (
+            false,
+            Workload::Sqs {
+                concurrency: Some(_),
+                ..
+            },
+        ) => {
+            if settings.smoke {
+                100
+            } else {
+                600
+            }
+        }
+        (false, _) => settings.records_moto,
     };
     let timeout = Duration::from_secs(if settings.smoke { 300 } else { 900 });
     let mut rows = Vec::new();
@@ -894,6 +981,7 @@ async fn measure_esmd(
     let d = drain(function, source, backend, runner, count, timeout).await?;
     let mut row = Row::new(backend.name, &w.name(), "esmd");
     row.throughput(count, RECORD_BYTES, d.seconds, d.cpu);
+    row.allocations_per_record = d.allocations.map(|a| a as f64 / count as f64);
 
     // Latency on the caught-up source: one record at a time.
     let get_records_before = backend
@@ -953,10 +1041,14 @@ async fn idle(
     // Let start-up finish (queue lookups, first polls) before the idle minute starts.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = proc::cpu(runner.pid());
+    let switches_before = proc::context_switches(runner.pid());
     tokio::time::sleep(settings.idle).await;
     let cpu = proc::cpu(runner.pid()).saturating_sub(before);
+    let switches = proc::context_switches(runner.pid()).saturating_sub(switches_before);
     let mut row = Row::new(backend.name, &w.name(), "esmd");
-    row.idle_cpu_s_per_min = Some(cpu.as_secs_f64() * 60.0 / settings.idle.as_secs_f64());
+    let per_minute = 60.0 / settings.idle.as_secs_f64();
+    row.idle_cpu_s_per_min = Some(cpu.as_secs_f64() * per_minute);
+    row.idle_wakeups_per_min = Some(switches as f64 * per_minute);
     row.idle_rss_mib = Some(proc::rss_mib(runner.pid()));
     row.peak_rss_mib = Some(proc::peak_rss_mib(runner.pid()));
     runner.stop();

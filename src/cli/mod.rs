@@ -146,6 +146,7 @@ fn admin_url(path: &Path) -> anyhow::Result<String> {
 }
 
 fn run(path: &Path) -> anyhow::Result<()> {
+    crate::telemetry::allocations::enable_from_env();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -158,9 +159,7 @@ fn run(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
-        tokio::spawn(crate::daemon::memory::release_freed_memory(
-            shutdown.clone(),
-        ));
+        tokio::spawn(crate::memory::release_after_bursts(shutdown.clone()));
         let (reload_tx, reloads) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(crate::daemon::signals::watch_signals(
             signals,

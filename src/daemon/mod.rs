@@ -10,7 +10,6 @@
 //! the others keep polling.
 
 mod changes;
-pub(crate) mod memory;
 pub(crate) mod reload;
 pub(crate) mod signals;
 mod supervisor;

@@ -78,6 +78,7 @@ pub(crate) async fn invoke_counted(
 ) -> InvokeOutcome {
     let started = tokio::time::Instant::now();
     let outcome = invoker.invoke(&status.function_name, payload.clone()).await;
+    crate::memory::note_work();
     crate::telemetry::events::BatchInvoked {
         uuid: &status.uuid,
         metrics: &status.metrics,

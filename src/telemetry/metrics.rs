@@ -222,6 +222,15 @@ pub(crate) fn render_prometheus(mappings: &[std::sync::Arc<MappingStatus>]) -> S
     for m in mappings {
         sample(&mut out, "esmd_mapping_up", m, u8::from(m.is_polling()));
     }
+    if let Some(n) = super::allocations::total() {
+        family(
+            &mut out,
+            "esmd_heap_allocations_total",
+            "Heap allocations and reallocations since start (ESMD_COUNT_ALLOCATIONS=1).",
+            "counter",
+        );
+        let _ = writeln!(out, "esmd_heap_allocations_total {n}");
+    }
     family(
         &mut out,
         "esmd_events_total",

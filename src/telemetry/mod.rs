@@ -6,6 +6,7 @@
 //! source kind, never a receipt handle, message id or sequence number. Logs never carry
 //! credentials or record payloads.
 
+pub(crate) mod allocations;
 pub(crate) mod events;
 pub(crate) mod metrics;
 

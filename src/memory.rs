@@ -1,0 +1,145 @@
+//! Handing memory freed after a burst back to the operating system, with no timer at rest.
+//!
+//! glibc keeps memory freed after a burst (a stream backlog read ahead, large batches) in its
+//! arenas, so a daemon that once held 80 MB of records would stay there while idle with a
+//! small heap. `malloc_trim` returns the free pages. It runs once a burst is over: every
+//! invocation notes work ([`note_work`]); the trimmer sleeps on a notification while nothing
+//! happens (no wake-ups at rest), checks every [`QUIET`] while work goes on, and trims once a
+//! whole [`QUIET`] passed without any.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// How long without an invocation counts as the end of a burst.
+pub(crate) const QUIET: Duration = Duration::from_secs(2);
+
+/// Whether work happened since the trimmer last looked, and how to wake it.
+#[derive(Default)]
+pub(crate) struct BurstTrimmer {
+    busy: AtomicBool,
+    wake: Notify,
+}
+
+impl BurstTrimmer {
+    /// Cheap (one atomic swap): called after every invocation.
+    pub(crate) fn note_work(&self) {
+        if !self.busy.swap(true, Ordering::AcqRel) {
+            self.wake.notify_waiters();
+        }
+    }
+
+    /// Waits for work, then for a quiet spell, then calls `trim`; until `shutdown`.
+    pub(crate) async fn run(&self, shutdown: CancellationToken, trim: impl Fn()) {
+        loop {
+            // Registered before `busy` is read, so a note in between is not lost; no permit
+            // is stored, so a note during a burst does not cause a second trim after it.
+            let notified = self.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.busy.load(Ordering::Acquire) {
+                tokio::select! {
+                    _ = notified => {}
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(QUIET) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                if !self.busy.swap(false, Ordering::AcqRel) {
+                    break;
+                }
+            }
+            trim();
+        }
+    }
+}
+
+fn global() -> &'static BurstTrimmer {
+    static TRIMMER: OnceLock<BurstTrimmer> = OnceLock::new();
+    TRIMMER.get_or_init(BurstTrimmer::default)
+}
+
+/// Notes that records were handled: memory may be worth trimming once the burst is over.
+pub(crate) fn note_work() {
+    global().note_work();
+}
+
+/// The process's trimmer (spawned once by `esmd run`).
+pub(crate) async fn release_after_bursts(shutdown: CancellationToken) {
+    global().run(shutdown, malloc_trim).await;
+}
+
+fn malloc_trim() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own arenas and releases free pages; it takes no
+    // pointers from us and is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Lets `d` of paused time pass in 100 ms steps, so that each new sleep starts on time.
+    async fn pass(d: Duration) {
+        let mut left = d;
+        while !left.is_zero() {
+            let step = left.min(Duration::from_millis(100));
+            tokio::time::advance(step).await;
+            settle().await;
+            left -= step;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn trims_once_after_a_burst_and_never_at_rest() {
+        let trimmer = Arc::new(BurstTrimmer::default());
+        let trims = Arc::new(AtomicUsize::new(0));
+        let shutdown = CancellationToken::new();
+        let (t, n, s) = (trimmer.clone(), trims.clone(), shutdown.clone());
+        let task = tokio::spawn(async move {
+            t.run(s, move || {
+                n.fetch_add(1, Ordering::SeqCst);
+            })
+            .await
+        });
+        // At rest: nothing, however long.
+        pass(Duration::from_secs(600)).await;
+        assert_eq!(trims.load(Ordering::SeqCst), 0);
+
+        // A burst of 5 s with work every 500 ms: no trim while it lasts.
+        for _ in 0..10 {
+            trimmer.note_work();
+            pass(Duration::from_millis(500)).await;
+        }
+        assert_eq!(trims.load(Ordering::SeqCst), 0, "not during the burst");
+        // Then quiet: one trim within two quiet spells, and none after.
+        pass(QUIET * 2).await;
+        assert_eq!(trims.load(Ordering::SeqCst), 1);
+        pass(Duration::from_secs(600)).await;
+        assert_eq!(trims.load(Ordering::SeqCst), 1);
+
+        // The next burst trims again.
+        trimmer.note_work();
+        pass(QUIET * 3).await;
+        assert_eq!(trims.load(Ordering::SeqCst), 2);
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+}
