@@ -103,6 +103,7 @@ impl AwsContext {
     /// run timers for the whole of every idle long poll: an idle mapping should cost nothing.
     pub(crate) fn sqs(&self) -> aws_sdk_sqs::Client {
         let mut b = aws_sdk_sqs::config::Builder::from(&self.sdk)
+            .retry_config(RetryConfig::disabled())
             .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
             .timeout_config(
                 TimeoutConfig::builder()

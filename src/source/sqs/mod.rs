@@ -90,6 +90,8 @@ struct Queue {
     visibility_timeout: Duration,
     scaler: Mutex<Scaler>,
     scaled: tokio::sync::Notify,
+    /// Signalled when a poller receives messages: the depth sampler sleeps on it at rest.
+    active: tokio::sync::Notify,
     /// FIFO message groups in flight or awaiting their failed messages.
     fifo_groups: Mutex<FifoGroups>,
     /// While the mapping is in an error state, pollers wait until this instant.
@@ -164,11 +166,27 @@ impl SqsSource {
         self.status.set_state(MappingState::Disabling);
     }
 
-    /// Samples the queue's backlog for the metrics every [`DEPTH_SAMPLE_INTERVAL`] until
-    /// shutdown. A failed sample is logged at debug and skipped: metrics never stop a mapping.
+    /// Samples the queue's backlog for the metrics every [`DEPTH_SAMPLE_INTERVAL`] while
+    /// messages flow, until shutdown. At rest (no message received since the last sample:
+    /// every long poll came back empty, so nothing is visible) it records a visible backlog
+    /// of 0 and sleeps until a poller receives again, so an idle mapping makes no extra
+    /// request and no timer fires. A failed sample is logged at debug and skipped: metrics
+    /// never stop a mapping.
     async fn sample_depth(self: Arc<Self>, queue: Arc<Queue>) {
         let metrics = &self.status.metrics;
+        let mut polled_at_sample = None;
         loop {
+            let polled = metrics.polled.load(std::sync::atomic::Ordering::Relaxed);
+            if polled_at_sample == Some(polled) {
+                metrics
+                    .sqs_backlog
+                    .store(0, std::sync::atomic::Ordering::Relaxed);
+                tokio::select! {
+                    _ = queue.active.notified() => {}
+                    _ = self.shutdown.stop_receiving.cancelled() => return,
+                }
+            }
+            polled_at_sample = Some(metrics.polled.load(std::sync::atomic::Ordering::Relaxed));
             match self.api.queue_depth(&queue.url).await {
                 Ok((visible, not_visible)) => {
                     metrics
@@ -226,6 +244,7 @@ impl SqsSource {
                 Scaler::new(min, max)
             }),
             scaled: tokio::sync::Notify::new(),
+            active: tokio::sync::Notify::new(),
             fifo_groups: Mutex::new(FifoGroups::default()),
             paused_until: Mutex::new(None),
             consecutive_errors: Mutex::new(0),
@@ -270,6 +289,7 @@ impl SqsSource {
             match self.gather(&queue, &mut leftover).await {
                 Gathered::Batch(batch) => {
                     if !batch.is_empty() {
+                        queue.active.notify_one();
                         self.process(&queue, batch.into_records()).await;
                     }
                 }

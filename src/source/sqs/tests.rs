@@ -307,3 +307,36 @@ async fn fifo_groups_stay_in_order_across_a_failure() {
     );
     h.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_mapping_samples_its_backlog_only_while_messages_flow() {
+    let sqs = queue(30);
+    let h = start("batch_size = 10", sqs, ScriptedFunction::ok());
+    // Ten idle minutes: the first sample, then nothing (each long poll came back empty).
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(h.sqs.depth_samples(), 1);
+    assert_eq!(
+        h.status
+            .metrics
+            .sqs_backlog
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    // Messages wake the sampler; it samples while they flow, then rests again.
+    for body in ["a", "b", "c"] {
+        h.sqs.send(QUEUE, body, None);
+    }
+    until(Duration::from_secs(25), || {
+        h.sqs.remaining(QUEUE).is_empty()
+    })
+    .await;
+    tokio::time::sleep(DEPTH_SAMPLE_INTERVAL * 3).await;
+    let after_burst = h.sqs.depth_samples();
+    assert!(
+        after_burst >= 2,
+        "sampled when messages came: {after_burst}"
+    );
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(h.sqs.depth_samples(), after_burst, "and rests again");
+    h.stop().await;
+}

@@ -23,6 +23,8 @@ pub(crate) struct MemorySqs {
 struct State {
     queues: HashMap<String, Queue>,
     next_id: u64,
+    /// GetQueueAttributes calls for the backlog (queue_depth), for tests of idle cost.
+    depth_samples: usize,
 }
 
 #[derive(Debug)]
@@ -54,6 +56,11 @@ impl MemorySqs {
                 messages: Vec::new(),
             },
         );
+    }
+
+    /// How many times the backlog was sampled.
+    pub(crate) fn depth_samples(&self) -> usize {
+        self.lock().depth_samples
     }
 
     /// Sends a message (`group` for FIFO queues); returns its id.
@@ -214,10 +221,13 @@ impl SqsApi for MemorySqs {
         queue_url: &'a str,
     ) -> BoxFuture<'a, Result<(i64, i64), SqsError>> {
         let now = Instant::now();
-        let depth = self.lock().queues.get(queue_url).map(|q| {
+        let mut state = self.lock();
+        state.depth_samples += 1;
+        let depth = state.queues.get(queue_url).map(|q| {
             let visible = q.messages.iter().filter(|m| m.visible_at <= now).count() as i64;
             (visible, q.messages.len() as i64 - visible)
         });
+        drop(state);
         Box::pin(async move { depth.ok_or_else(|| SqsError::QueueMissing(queue_url.into())) })
     }
 
