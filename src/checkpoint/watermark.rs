@@ -10,8 +10,12 @@ use super::SequenceNumber;
 
 #[derive(Debug, Default)]
 pub(crate) struct Watermark {
-    pending: VecDeque<(SequenceNumber, bool)>,
+    /// Each record read and not yet checkpointed: its sequence number, whether it is done,
+    /// and the bytes it holds.
+    pending: VecDeque<(SequenceNumber, bool, usize)>,
     checkpoint: Option<SequenceNumber>,
+    /// The sum of `pending`'s bytes.
+    bytes: usize,
 }
 
 impl Watermark {
@@ -19,27 +23,30 @@ impl Watermark {
         Watermark {
             pending: VecDeque::new(),
             checkpoint,
+            bytes: 0,
         }
     }
 
-    /// Registers a record just read. Records must arrive in increasing order; one at or below
-    /// the last registered (a duplicate read) is ignored and `false` returned.
-    pub(crate) fn register(&mut self, seq: SequenceNumber) -> bool {
+    /// Registers a record just read, holding `bytes` until it is checkpointed. Records must
+    /// arrive in increasing order; one at or below the last registered (a duplicate read) is
+    /// ignored and `false` returned.
+    pub(crate) fn register(&mut self, seq: SequenceNumber, bytes: usize) -> bool {
         let last = self
             .pending
             .back()
-            .map(|(s, _)| s)
+            .map(|(s, _, _)| s)
             .or(self.checkpoint.as_ref());
         if last.is_some_and(|last| &seq <= last) {
             return false;
         }
-        self.pending.push_back((seq, false));
+        self.pending.push_back((seq, false, bytes));
+        self.bytes += bytes;
         true
     }
 
     /// Marks a registered record done.
     pub(crate) fn complete(&mut self, seq: &SequenceNumber) {
-        if let Ok(i) = self.pending.binary_search_by(|(s, _)| s.cmp(seq)) {
+        if let Ok(i) = self.pending.binary_search_by(|(s, _, _)| s.cmp(seq)) {
             self.pending[i].1 = true;
         }
     }
@@ -47,8 +54,9 @@ impl Watermark {
     /// Moves past the done prefix; returns the new checkpoint if it moved.
     pub(crate) fn advance(&mut self) -> Option<SequenceNumber> {
         let mut moved = None;
-        while let Some((_, true)) = self.pending.front() {
-            if let Some((seq, _)) = self.pending.pop_front() {
+        while let Some((_, true, _)) = self.pending.front() {
+            if let Some((seq, _, bytes)) = self.pending.pop_front() {
+                self.bytes -= bytes;
                 moved = Some(seq);
             }
         }
@@ -66,6 +74,11 @@ impl Watermark {
     pub(crate) fn outstanding(&self) -> usize {
         self.pending.len()
     }
+
+    /// The bytes those records hold.
+    pub(crate) fn outstanding_bytes(&self) -> usize {
+        self.bytes
+    }
 }
 
 #[cfg(test)]
@@ -81,20 +94,23 @@ mod tests {
     fn stops_at_the_first_pending_record() {
         let mut w = Watermark::new(Some(s(5)));
         assert!(
-            !w.register(s(5)),
+            !w.register(s(5), 100),
             "a record at the checkpoint is a duplicate"
         );
         for n in [8, 9, 10, 11] {
-            assert!(w.register(s(n)));
+            assert!(w.register(s(n), 100));
         }
+        assert_eq!(w.outstanding_bytes(), 400, "the duplicate holds nothing");
         w.complete(&s(9));
         w.complete(&s(11));
         assert_eq!(w.advance(), None);
         w.complete(&s(8));
         assert_eq!(w.advance(), Some(s(9)));
+        assert_eq!(w.outstanding_bytes(), 200);
         w.complete(&s(10));
         assert_eq!(w.advance(), Some(s(11)));
         assert_eq!(w.outstanding(), 0);
+        assert_eq!(w.outstanding_bytes(), 0);
     }
 
     proptest! {
@@ -109,7 +125,7 @@ mod tests {
             let mut n = 10u64.pow(12);
             for g in &gaps { n += g; seqs.push(n); }
             let mut w = Watermark::new(None);
-            for &q in &seqs { prop_assert!(w.register(s(q))); }
+            for &q in &seqs { prop_assert!(w.register(s(q), (q % 7) as usize)); }
             let mut remaining: Vec<u64> = seqs.clone();
             let mut done = std::collections::BTreeSet::new();
             let mut last: Option<SequenceNumber> = None;

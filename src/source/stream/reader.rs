@@ -129,12 +129,15 @@ impl<'a> Reader<'a> {
         if self.windowed {
             return pacing.max_records;
         }
-        let outstanding = self.progress.watermark.lock().await.outstanding();
+        let (outstanding, bytes) = {
+            let w = self.progress.watermark.lock().await;
+            (w.outstanding(), w.outstanding_bytes())
+        };
         read_limit(
             pacing.max_records,
             self.ctx.limits.max_records,
             self.ctx.lanes,
-            outstanding,
+            (outstanding, bytes),
         )
     }
 
@@ -280,19 +283,31 @@ impl<'a> Reader<'a> {
 /// memory at a few MB per shard when the function is the bottleneck.
 const READ_AHEAD_BATCHES: usize = 4;
 const MIN_READ_AHEAD: usize = 5_000;
+/// And how many bytes (of rendered event JSON) those records may hold: large records fill
+/// the budget before their count does. 8 MiB is above the 6 MB invocation payload limit, so a
+/// full batch can always gather, and four seconds of a shard's 2 MB/s.
+pub(crate) const READ_AHEAD_BYTES: usize = 8 * 1024 * 1024;
 
-/// The GetRecords limit for the next read: what the read-ahead budget has room for, at most
-/// the source's maximum per call. 0 means wait: the lanes have enough to work on. Without it a
-/// shard that is behind reads 10,000 records every 200 ms while its function takes them 100 at
-/// a time, and memory grows with the backlog.
+/// The GetRecords limit for the next read: what the read-ahead budget (records and bytes)
+/// has room for, at most the source's maximum per call. 0 means wait: the lanes have enough
+/// to work on. Without it a shard that is behind reads 10,000 records every 200 ms while its
+/// function takes them 100 at a time, and memory grows with the backlog. `outstanding` is
+/// (records, bytes) read and not yet checkpointed; the room in bytes is counted in records
+/// of their average size so far.
 pub(crate) fn read_limit(
     max_per_call: usize,
     batch_size: usize,
     lanes: usize,
-    outstanding: usize,
+    outstanding: (usize, usize),
 ) -> usize {
+    let (records, bytes) = outstanding;
     let budget = (batch_size * lanes.max(1) * READ_AHEAD_BATCHES).max(MIN_READ_AHEAD);
-    budget.saturating_sub(outstanding).min(max_per_call)
+    let by_count = budget.saturating_sub(records).min(max_per_call);
+    if records == 0 {
+        return by_count;
+    }
+    let average = (bytes / records).max(1);
+    by_count.min(READ_AHEAD_BYTES.saturating_sub(bytes) / average)
 }
 
 /// Registers records, settles the filtered-out ones and hands the rest to their lanes.
@@ -309,7 +324,7 @@ async fn route(
     {
         let mut watermark = progress.watermark.lock().await;
         for record in records {
-            if !watermark.register(record.sequence_number.clone()) {
+            if !watermark.register(record.sequence_number.clone(), record.json.get().len()) {
                 continue; // read twice (after an iterator refresh)
             }
             *last_read = Some(record.sequence_number.clone());
@@ -347,28 +362,43 @@ async fn route(
 mod tests {
     use super::*;
 
+    const KIB: usize = 1024;
+
     #[test]
     fn the_read_ahead_bounds_what_a_shard_holds() {
         // batch 100, one lane: 5,000 records (the floor) at most.
-        assert_eq!(read_limit(10_000, 100, 1, 0), 5_000);
-        assert_eq!(read_limit(10_000, 100, 1, 4_600), 400);
-        assert_eq!(read_limit(10_000, 100, 1, 5_000), 0);
-        assert_eq!(read_limit(10_000, 100, 1, 9_000), 0);
+        assert_eq!(read_limit(10_000, 100, 1, (0, 0)), 5_000);
+        assert_eq!(read_limit(10_000, 100, 1, (4_600, 4_600 * KIB)), 400);
+        assert_eq!(read_limit(10_000, 100, 1, (5_000, 5_000 * KIB)), 0);
+        assert_eq!(read_limit(10_000, 100, 1, (9_000, 9_000 * KIB)), 0);
         // batch 1,000, four lanes: 16,000, capped per call.
-        assert_eq!(read_limit(10_000, 1_000, 4, 0), 10_000);
-        assert_eq!(read_limit(1_000, 1_000, 4, 15_500), 500);
+        assert_eq!(read_limit(10_000, 1_000, 4, (0, 0)), 10_000);
+        assert_eq!(read_limit(1_000, 1_000, 4, (15_500, 15_500)), 500);
+    }
+
+    #[test]
+    fn large_records_fill_the_byte_budget_before_the_count() {
+        // 100 records of 64 KiB are 6.25 MiB: room for 28 more of that size, not 4,900.
+        assert_eq!(read_limit(10_000, 100, 1, (100, 100 * 64 * KIB)), 28);
+        assert_eq!(read_limit(10_000, 100, 1, (128, 128 * 64 * KIB)), 0);
+        // Nothing outstanding: a read is always allowed, whatever the records' size.
+        assert!(read_limit(10_000, 100, 1, (0, 0)) > 0);
     }
 
     proptest::proptest! {
         #[test]
         fn a_read_never_passes_the_budget_or_the_per_call_maximum(
-            max in 1usize..10_001, batch in 1usize..10_001, lanes in 1usize..11, outstanding in 0usize..200_000,
+            max in 1usize..10_001, batch in 1usize..10_001, lanes in 1usize..11,
+            outstanding in 0usize..200_000, size in 1usize..1_000_000,
         ) {
-            let limit = read_limit(max, batch, lanes, outstanding);
+            let bytes = outstanding * size;
+            let limit = read_limit(max, batch, lanes, (outstanding, bytes));
             let budget = (batch * lanes * 4).max(5_000);
             proptest::prop_assert!(limit <= max);
             proptest::prop_assert!(outstanding + limit <= budget.max(outstanding));
-            proptest::prop_assert_eq!(limit == 0, outstanding >= budget);
+            proptest::prop_assert!(bytes + limit * size <= READ_AHEAD_BYTES.max(bytes));
+            // An empty shard can always read: the budget never stalls it.
+            proptest::prop_assert!(outstanding > 0 || limit > 0);
         }
     }
 }
