@@ -157,7 +157,7 @@ fn run(path: &Path) -> anyhow::Result<()> {
         crate::daemon::signals::Signals::install().context("cannot install signal handlers")?
     };
     let config = Config::load(path)?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         tokio::spawn(crate::memory::release_after_bursts(shutdown.clone()));
         let (reload_tx, reloads) = tokio::sync::mpsc::unbounded_channel();
@@ -168,7 +168,11 @@ fn run(path: &Path) -> anyhow::Result<()> {
             reload_tx,
         ));
         let clients = crate::daemon::Clients::from_aws(&config).await;
-        crate::daemon::run_with_reload(config, clients, shutdown, reloads).await?;
-        Ok(())
-    })
+        crate::daemon::run_with_reload(config, clients, shutdown, reloads).await
+    });
+    // Tasks abandoned after the drain deadline (a call on a stalled connection) must not hold
+    // the exit: the runtime gives them a second, then the process ends.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result?;
+    Ok(())
 }
