@@ -91,7 +91,8 @@ impl Server {
             .current_dir(&dir)
             .env("KINESIS_MOCK_PLAIN_PORT", port.to_string())
             .env("KINESIS_MOCK_TLS_PORT", tls.to_string())
-            .env("SHARD_LIMIT", "50")
+            // Each run makes its own stream on a worker's kinesis-local.
+            .env("SHARD_LIMIT", "100000")
             .env("CREATE_STREAM_DURATION", "100ms")
             .env("SPLIT_SHARD_DURATION", "100ms")
             .stdout(Stdio::null())
@@ -340,6 +341,37 @@ impl World {
             }
         }
         Ok(out)
+    }
+
+    /// Deletes what the run made (best effort): a long campaign reuses each worker's backends.
+    pub async fn cleanup(&self, s: &Scenario) {
+        match s.source {
+            Source::Kinesis { .. } => {
+                let _ = self
+                    .kinesis
+                    .delete_stream()
+                    .stream_name(&self.name)
+                    .enforce_consumer_deletion(true)
+                    .send()
+                    .await;
+            }
+            Source::DynamoDb => {
+                let _ = self
+                    .dynamodb
+                    .delete_table()
+                    .table_name(&self.name)
+                    .send()
+                    .await;
+            }
+            Source::SqsStandard | Source::SqsFifo => {}
+        }
+        for url in self
+            .queue_url
+            .iter()
+            .chain(self.failure_queue.iter().map(|(u, _)| u))
+        {
+            let _ = self.sqs.delete_queue().queue_url(url).send().await;
+        }
     }
 
     /// Takes what arrived in the failure queue since the last call.

@@ -296,6 +296,7 @@ pub async fn run(seed: u64, backends: &Backends, esmd_bin: &Path, out: &Path) ->
     for (k, n) in proxies.counts().into_iter().chain(function.counts()) {
         *counts.entry(k).or_default() += n;
     }
+    world.cleanup(&s).await;
     let verdict = check(&log);
     std::fs::write(dir.join("run.json"), serde_json::to_vec_pretty(&log)?)?;
     Ok(RunResult {
