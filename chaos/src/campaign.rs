@@ -32,6 +32,9 @@ pub struct Summary {
     pub backwards_checkpoints: usize,
     pub duplicates: usize,
     pub unexplained_duplicates: usize,
+    /// Duplicates moto's SQS made itself (a message handed out twice within its visibility
+    /// timeout); not failures.
+    pub emulator_duplicates: usize,
     pub max_duplicates_per_disruption: usize,
     pub sigterm_exits: usize,
     pub bad_exits: usize,
@@ -61,6 +64,7 @@ impl Summary {
         self.backwards_checkpoints += v.backwards_checkpoints.len();
         self.duplicates += v.duplicates;
         self.unexplained_duplicates += v.unexplained_duplicates.len();
+        self.emulator_duplicates += v.backend_duplicates;
         self.max_duplicates_per_disruption = self
             .max_duplicates_per_disruption
             .max(v.max_duplicates_per_disruption);

@@ -28,6 +28,10 @@ pub struct Verdict {
     pub duplicates: usize,
     /// Duplicates that no crash, pause or lost answer explains.
     pub unexplained_duplicates: Vec<String>,
+    /// Duplicates the queue made itself: it handed a message out again within its visibility
+    /// timeout, to a second receive (a moto race under concurrent long polls). Reported, not
+    /// failed.
+    pub backend_duplicates: usize,
     pub max_duplicates_per_disruption: usize,
     pub bad_exits: Vec<String>,
     pub panics: Vec<String>,
@@ -309,6 +313,10 @@ fn duplicates(log: &RunLog, v: &mut Verdict) {
             };
             v.duplicates += 1;
             let ack = &log.invocations[k];
+            if r.sequence.is_none() && handed_out_twice(log, &r.id, inv.at_ms) {
+                v.backend_duplicates += 1;
+                continue;
+            }
             match log.disruptions.iter().position(|d| match &r.sequence {
                 Some(q) => restart_replays(d, ack.at_ms, r.shard.as_deref(), q),
                 None => explains(d, ack.at_ms, ack.done_ms),
@@ -327,6 +335,21 @@ fn duplicates(log: &RunLog, v: &mut Verdict) {
         }
     }
     v.max_duplicates_per_disruption = per_disruption.values().copied().max().unwrap_or(0);
+}
+
+/// Whether the queue handed `id` out twice, the second time within the visibility timeout
+/// of the first and before `by_ms`.
+fn handed_out_twice(log: &RunLog, id: &str, by_ms: u64) -> bool {
+    if log.visibility_ms == 0 {
+        return false;
+    }
+    let times: Vec<u64> = log
+        .handouts
+        .iter()
+        .filter(|h| h.at_ms <= by_ms && h.ids.iter().any(|i| i == id))
+        .map(|h| h.at_ms)
+        .collect();
+    times.windows(2).any(|w| w[1] < w[0] + log.visibility_ms)
 }
 
 /// Streams: a restart replays from the checkpoint, so a record acknowledged before a kill or

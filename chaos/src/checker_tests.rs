@@ -300,3 +300,32 @@ fn a_stream_replay_is_explained_only_from_a_checkpoint_below_the_record() {
     log.disruptions[0].checkpoints[0].1 = Some("10".into());
     assert!(!check(&log).ok(), "a pause restarts nothing");
 }
+
+#[test]
+fn a_message_the_queue_handed_out_twice_within_its_visibility_is_the_queues_duplicate() {
+    let mut log = good();
+    log.ordered = false;
+    log.visibility_ms = 5_000;
+    log.invocations.push(inv(9_020, &["b2"], &["b2"]));
+    log.handouts = vec![
+        Handout {
+            at_ms: 190,
+            ids: vec!["b1".into(), "b2".into(), "b3".into()],
+        },
+        Handout {
+            at_ms: 9_000,
+            ids: vec!["b2".into()],
+        },
+    ];
+    let v = check(&log);
+    assert_eq!(
+        v.unexplained_duplicates.len(),
+        1,
+        "8.8 s apart: past the visibility timeout"
+    );
+    log.handouts[1].at_ms = 199;
+    log.invocations[3].at_ms = 205;
+    let v = check(&log);
+    assert!(v.ok(), "{:?}", v.problems());
+    assert_eq!(v.backend_duplicates, 1);
+}

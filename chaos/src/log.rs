@@ -25,6 +25,9 @@ pub struct RunLog {
     /// tell a queue that broke FIFO order from esmd breaking it.
     #[serde(default)]
     pub handouts: Vec<Handout>,
+    /// SQS: the queue's visibility timeout, in milliseconds (0 for streams).
+    #[serde(default)]
+    pub visibility_ms: u64,
     /// Kills, pauses, graceful restarts and lost answers, with when they happened.
     pub disruptions: Vec<Disruption>,
     /// How each esmd process ended.

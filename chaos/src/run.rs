@@ -293,6 +293,9 @@ pub async fn run(seed: u64, backends: &Backends, esmd_bin: &Path, out: &Path) ->
     }
     log.disruptions.extend(proxies.disruptions(started));
     log.handouts = proxies.handouts(started);
+    if !s.source.is_stream() {
+        log.visibility_ms = crate::backend::VISIBILITY_SECONDS as u64 * 1_000;
+    }
     for (k, n) in proxies.counts().into_iter().chain(function.counts()) {
         *counts.entry(k).or_default() += n;
     }
