@@ -122,6 +122,7 @@ impl AwsContext {
     pub(crate) fn lambda(&self) -> aws_sdk_lambda::Client {
         let mut b = aws_sdk_lambda::config::Builder::from(&self.sdk)
             .retry_config(RetryConfig::disabled())
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(5))
@@ -135,7 +136,9 @@ impl AwsContext {
     }
 
     /// Kinesis, DynamoDB, DynamoDB Streams, SNS and S3 calls are bounded by a 30 s attempt
-    /// timeout: without one, a backend that accepts a request and never answers (a half-open
+    /// timeout (so, as for SQS and Lambda, the SDK's stalled-stream protection is off: its
+    /// throughput checks poll timers for as long as a response is awaited, which multiplied
+    /// esmd's CPU per request against a slow backend): without one, a backend that accepts a request and never answers (a half-open
     /// connection, a stalled load balancer) would hold a shard's reader forever. The fault
     /// campaign's proxy stalls requests to prove it. SubscribeToShard lifts it for its
     /// event stream (`source::kinesis::fanout`).
@@ -147,8 +150,9 @@ impl AwsContext {
     }
 
     pub(crate) fn kinesis(&self) -> aws_sdk_kinesis::Client {
-        let mut b =
-            aws_sdk_kinesis::config::Builder::from(&self.sdk).timeout_config(Self::bounded());
+        let mut b = aws_sdk_kinesis::config::Builder::from(&self.sdk)
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+            .timeout_config(Self::bounded());
         if let Some(url) = self.endpoint(Service::Kinesis) {
             b = b.endpoint_url(url);
         }
@@ -157,8 +161,9 @@ impl AwsContext {
 
     /// The lease table's client.
     pub(crate) fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
-        let mut b =
-            aws_sdk_dynamodb::config::Builder::from(&self.sdk).timeout_config(Self::bounded());
+        let mut b = aws_sdk_dynamodb::config::Builder::from(&self.sdk)
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+            .timeout_config(Self::bounded());
         if let Some(url) = self.endpoint(Service::DynamoDb) {
             b = b.endpoint_url(url);
         }
@@ -167,6 +172,7 @@ impl AwsContext {
 
     pub(crate) fn dynamodb_streams(&self) -> aws_sdk_dynamodbstreams::Client {
         let mut b = aws_sdk_dynamodbstreams::config::Builder::from(&self.sdk)
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
             .timeout_config(Self::bounded());
         if let Some(url) = self
             .endpoint(Service::DynamoDbStreams)
@@ -178,7 +184,9 @@ impl AwsContext {
     }
 
     pub(crate) fn sns(&self) -> aws_sdk_sns::Client {
-        let mut b = aws_sdk_sns::config::Builder::from(&self.sdk).timeout_config(Self::bounded());
+        let mut b = aws_sdk_sns::config::Builder::from(&self.sdk)
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+            .timeout_config(Self::bounded());
         if let Some(url) = self.endpoint(Service::Sns) {
             b = b.endpoint_url(url);
         }
@@ -186,7 +194,9 @@ impl AwsContext {
     }
 
     pub(crate) fn s3(&self) -> aws_sdk_s3::Client {
-        let mut b = aws_sdk_s3::config::Builder::from(&self.sdk).timeout_config(Self::bounded());
+        let mut b = aws_sdk_s3::config::Builder::from(&self.sdk)
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+            .timeout_config(Self::bounded());
         if let Some(url) = self.endpoint(Service::S3) {
             // Emulators serve buckets by path, not by virtual host.
             b = b.endpoint_url(url).force_path_style(true);
