@@ -292,14 +292,8 @@ impl World {
 
     /// Splits the stream's first open shard in the middle of its hash range.
     pub async fn split(&self) -> Result<()> {
-        let shards = self
-            .kinesis
-            .list_shards()
-            .stream_name(&self.name)
-            .send()
-            .await?;
+        let shards = self.shards().await?;
         let open = shards
-            .shards()
             .iter()
             .find(|s| {
                 s.sequence_number_range()
@@ -323,16 +317,21 @@ impl World {
         Ok(())
     }
 
-    /// `(parent, child)` pairs of the stream's shards.
-    pub async fn lineage(&self) -> Result<Vec<(String, String)>> {
-        let shards = self
+    /// The stream's shards, closed ones included.
+    async fn shards(&self) -> Result<Vec<aws_sdk_kinesis::types::Shard>> {
+        let out = self
             .kinesis
             .list_shards()
             .stream_name(&self.name)
             .send()
             .await?;
+        Ok(out.shards.unwrap_or_default())
+    }
+
+    /// `(parent, child)` pairs of the stream's shards.
+    pub async fn lineage(&self) -> Result<Vec<(String, String)>> {
         let mut out = Vec::new();
-        for s in shards.shards() {
+        for s in self.shards().await? {
             for parent in [s.parent_shard_id(), s.adjacent_parent_shard_id()]
                 .into_iter()
                 .flatten()
