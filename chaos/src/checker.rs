@@ -71,24 +71,14 @@ pub fn check(log: &RunLog) -> Verdict {
         produced: log.produced.len(),
         ..Verdict::default()
     };
-    let acked: HashSet<&str> = log
-        .invocations
-        .iter()
-        .flat_map(|i| i.acked.iter().map(String::as_str))
-        .collect();
-    let destined = destined_ids(log);
+    let acked = acked_ids(log);
     v.acked = log
         .produced
         .iter()
         .filter(|p| acked.contains(p.id.as_str()))
         .count();
-    v.to_destination = destined.len();
-    v.lost = log
-        .produced
-        .iter()
-        .filter(|p| !acked.contains(p.id.as_str()) && !destined.contains(p.id.as_str()))
-        .map(|p| p.id.clone())
-        .collect();
+    v.to_destination = destined_ids(log).len();
+    v.lost = lost(log);
     if log.ordered {
         for o in order_violations(log) {
             if backend_broke_order(log, &o) {
@@ -111,6 +101,25 @@ pub fn check(log: &RunLog) -> Verdict {
         v.panics.extend(e.panics.iter().cloned());
     }
     v
+}
+
+fn acked_ids(log: &RunLog) -> HashSet<&str> {
+    log.invocations
+        .iter()
+        .flat_map(|i| i.acked.iter().map(String::as_str))
+        .collect()
+}
+
+/// Records neither acknowledged by the function nor in the destination (the runner drains
+/// until this is empty).
+pub fn lost(log: &RunLog) -> Vec<String> {
+    let acked = acked_ids(log);
+    let destined = destined_ids(log);
+    log.produced
+        .iter()
+        .filter(|p| !acked.contains(p.id.as_str()) && !destined.contains(p.id.as_str()))
+        .map(|p| p.id.clone())
+        .collect()
 }
 
 /// Ids in the destination: SQS messages by id, stream ranges through the delivered records'

@@ -10,7 +10,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::backend::{Server, World};
-use crate::checker::{check, Verdict};
+use crate::checker::{check, lost, Verdict};
 use crate::esmd::{mapping, Esmd};
 use crate::faults::{Fault, Service};
 use crate::function::{Behaviour, FunctionHost};
@@ -204,18 +204,18 @@ pub async fn run(seed: u64, backends: &Backends, esmd_bin: &Path, out: &Path) ->
         sleep_until(started, *at).await;
         let name = match event {
             Event::Kill | Event::Term => {
-                let (sig, name, within) = if *event == Event::Kill {
-                    (libc::SIGKILL, "kill", 5)
+                let (sig, kind, within, name) = if *event == Event::Kill {
+                    (libc::SIGKILL, "kill", 5, "kill")
                 } else {
-                    (libc::SIGTERM, "term", 30)
+                    (libc::SIGTERM, "term", 30, "sigterm")
                 };
                 let t = ms();
                 log.exits
                     .push(esmd.stop(sig, Duration::from_secs(within)).await);
                 // The store as the stopped process left it (a restart replays from here).
-                let left = esmd.checkpoints(ms(), &format!("{name} at {at} ms, stopped"));
+                let left = esmd.checkpoints(ms(), &format!("{kind} at {at} ms, stopped"));
                 log.disruptions.push(Disruption {
-                    kind: name.into(),
+                    kind: kind.into(),
                     start_ms: t,
                     end_ms: ms(),
                     checkpoints: left
@@ -225,11 +225,7 @@ pub async fn run(seed: u64, backends: &Backends, esmd_bin: &Path, out: &Path) ->
                 });
                 log.checkpoints.extend(left);
                 esmd.spawn().await?;
-                if name == "kill" {
-                    "kill"
-                } else {
-                    "sigterm"
-                }
+                name
             }
             Event::Pause(d) => {
                 let t = ms();
@@ -256,7 +252,7 @@ pub async fn run(seed: u64, backends: &Backends, esmd_bin: &Path, out: &Path) ->
     sleep_until(started, s.faults_until_ms).await;
     proxies.arm(false);
     function.arm(false);
-    let produced = produced.await??;
+    log.produced = produced.await??;
     log.checkpoints.extend(esmd.checkpoints(ms(), "faults end"));
 
     // Drain: until every record is acknowledged or in the failure queue.
@@ -270,11 +266,7 @@ pub async fn run(seed: u64, backends: &Backends, esmd_bin: &Path, out: &Path) ->
     loop {
         log.destination.extend(world.take_destined().await?);
         log.invocations = function.invocations();
-        let v = check(&RunLog {
-            produced: produced.clone(),
-            ..log.clone()
-        });
-        if v.lost.is_empty() || Instant::now() > deadline {
+        if lost(&log).is_empty() || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -287,7 +279,6 @@ pub async fn run(seed: u64, backends: &Backends, esmd_bin: &Path, out: &Path) ->
     log.checkpoints.extend(esmd.checkpoints(ms(), "final"));
     log.destination.extend(world.take_destined().await?);
     log.invocations = function.invocations();
-    log.produced = produced;
     if s.source.needs_kinesis_local() {
         log.lineage = world.lineage().await?;
     }
