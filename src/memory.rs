@@ -5,7 +5,9 @@
 //! small heap. `malloc_trim` returns the free pages. It runs once a burst is over: every
 //! invocation notes work ([`note_work`]); the trimmer sleeps on a notification while nothing
 //! happens (no wake-ups at rest), checks every [`QUIET`] while work goes on, and trims once a
-//! whole [`QUIET`] passed without any.
+//! whole [`QUIET`] passed without any. A backlog followed by a trickle (a record every second)
+//! never goes quiet, so while work goes on it also trims every [`WHILE_BUSY`]: the memory the
+//! backlog left goes back within that time, at the cost of one trim per [`WHILE_BUSY`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
@@ -16,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 /// How long without an invocation counts as the end of a burst.
 pub(crate) const QUIET: Duration = Duration::from_secs(2);
+/// How often memory is trimmed while work goes on without a quiet spell.
+pub(crate) const WHILE_BUSY: Duration = Duration::from_secs(30);
 
 /// Whether work happened since the trimmer last looked, and how to wake it.
 #[derive(Default)]
@@ -46,6 +50,7 @@ impl BurstTrimmer {
                     _ = shutdown.cancelled() => return,
                 }
             }
+            let mut busy_since = tokio::time::Instant::now();
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(QUIET) => {}
@@ -53,6 +58,10 @@ impl BurstTrimmer {
                 }
                 if !self.busy.swap(false, Ordering::AcqRel) {
                     break;
+                }
+                if busy_since.elapsed() >= WHILE_BUSY {
+                    trim();
+                    busy_since = tokio::time::Instant::now();
                 }
             }
             trim();
@@ -139,6 +148,33 @@ mod tests {
         trimmer.note_work();
         pass(QUIET * 3).await;
         assert_eq!(trims.load(Ordering::SeqCst), 2);
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trickle_after_a_burst_trims_every_while_busy_period() {
+        let trimmer = Arc::new(BurstTrimmer::default());
+        let trims = Arc::new(AtomicUsize::new(0));
+        let shutdown = CancellationToken::new();
+        let (t, n, s) = (trimmer.clone(), trims.clone(), shutdown.clone());
+        let task = tokio::spawn(async move {
+            t.run(s, move || {
+                n.fetch_add(1, Ordering::SeqCst);
+            })
+            .await
+        });
+        // Work every second for 95 s: never quiet, so a trim every WHILE_BUSY (3 of them).
+        for _ in 0..95 {
+            trimmer.note_work();
+            pass(Duration::from_secs(1)).await;
+        }
+        assert_eq!(trims.load(Ordering::SeqCst), 3);
+        // Then quiet: the trim at the end of the burst, and nothing more at rest.
+        pass(QUIET * 2).await;
+        assert_eq!(trims.load(Ordering::SeqCst), 4);
+        pass(Duration::from_secs(600)).await;
+        assert_eq!(trims.load(Ordering::SeqCst), 4);
         shutdown.cancel();
         task.await.unwrap();
     }

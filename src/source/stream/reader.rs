@@ -37,6 +37,9 @@ pub(super) struct Reader<'a> {
     /// A tumbling window holds its records until it closes, so it is not held to a
     /// read-ahead.
     windowed: bool,
+    /// The rendered size of the records read so far, on average: it bounds a read when
+    /// nothing is outstanding.
+    average_bytes: Option<usize>,
 }
 
 impl<'a> Reader<'a> {
@@ -61,6 +64,7 @@ impl<'a> Reader<'a> {
             empty_reads: 0,
             next_read: Instant::now(),
             windowed: ctx.tumbling_window.is_some(),
+            average_bytes: None,
         }
     }
 
@@ -124,7 +128,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The GetRecords limit for the next read.
-    async fn limit(&self) -> usize {
+    async fn limit(&mut self) -> usize {
         let pacing = &self.ctx.pacing;
         if self.windowed {
             return pacing.max_records;
@@ -133,11 +137,18 @@ impl<'a> Reader<'a> {
             let w = self.progress.watermark.lock().await;
             (w.outstanding(), w.outstanding_bytes())
         };
+        if outstanding > 0 {
+            self.average_bytes = Some((bytes / outstanding).max(1));
+        }
         read_limit(
-            pacing.max_records,
-            self.ctx.limits.max_records,
-            self.ctx.lanes,
+            ReadAhead {
+                max_per_call: pacing.max_records,
+                batch_size: self.ctx.limits.max_records,
+                lanes: self.ctx.lanes,
+                bytes: read_ahead_bytes(self.ctx.limits.window),
+            },
             (outstanding, bytes),
+            self.average_bytes,
         )
     }
 
@@ -284,30 +295,57 @@ impl<'a> Reader<'a> {
 const READ_AHEAD_BATCHES: usize = 4;
 const MIN_READ_AHEAD: usize = 5_000;
 /// And how many bytes (of rendered event JSON) those records may hold: large records fill
-/// the budget before their count does. 8 MiB is above the 6 MB invocation payload limit, so a
-/// full batch can always gather, and four seconds of a shard's 2 MB/s.
-pub(crate) const READ_AHEAD_BYTES: usize = 8 * 1024 * 1024;
+/// the budget before their count does. 4 MiB is two seconds of a shard's 2 MB/s read limit;
+/// with a batching window a batch may gather up to the 6 MB invocation payload limit, so the
+/// budget is 8 MiB there.
+pub(crate) const READ_AHEAD_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const READ_AHEAD_BYTES_WINDOWED: usize = 8 * 1024 * 1024;
+
+/// The byte budget of a shard's read-ahead for a mapping's batching window.
+pub(crate) fn read_ahead_bytes(batching_window: std::time::Duration) -> usize {
+    if batching_window.is_zero() {
+        READ_AHEAD_BYTES
+    } else {
+        READ_AHEAD_BYTES_WINDOWED
+    }
+}
+
+/// What bounds a shard's read-ahead.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ReadAhead {
+    /// The source's maximum records per GetRecords call.
+    pub(crate) max_per_call: usize,
+    pub(crate) batch_size: usize,
+    pub(crate) lanes: usize,
+    /// The byte budget ([`read_ahead_bytes`]).
+    pub(crate) bytes: usize,
+}
 
 /// The GetRecords limit for the next read: what the read-ahead budget (records and bytes)
 /// has room for, at most the source's maximum per call. 0 means wait: the lanes have enough
 /// to work on. Without it a shard that is behind reads 10,000 records every 200 ms while its
 /// function takes them 100 at a time, and memory grows with the backlog. `outstanding` is
 /// (records, bytes) read and not yet checkpointed; the room in bytes is counted in records
-/// of their average size so far.
+/// of their average size so far (`average`, the shard's earlier reads, when nothing is
+/// outstanding). A read is always allowed when nothing is outstanding.
 pub(crate) fn read_limit(
-    max_per_call: usize,
-    batch_size: usize,
-    lanes: usize,
+    ahead: ReadAhead,
     outstanding: (usize, usize),
+    average: Option<usize>,
 ) -> usize {
     let (records, bytes) = outstanding;
-    let budget = (batch_size * lanes.max(1) * READ_AHEAD_BATCHES).max(MIN_READ_AHEAD);
-    let by_count = budget.saturating_sub(records).min(max_per_call);
+    let budget = (ahead.batch_size * ahead.lanes.max(1) * READ_AHEAD_BATCHES).max(MIN_READ_AHEAD);
+    let by_count = budget.saturating_sub(records).min(ahead.max_per_call);
+    let average = match (records, average) {
+        (0, None) => return by_count,
+        (0, Some(a)) => a.max(1),
+        _ => (bytes / records).max(1),
+    };
+    let by_bytes = ahead.bytes.saturating_sub(bytes) / average;
     if records == 0 {
-        return by_count;
+        return by_count.min(by_bytes).max(1);
     }
-    let average = (bytes / records).max(1);
-    by_count.min(READ_AHEAD_BYTES.saturating_sub(bytes) / average)
+    by_count.min(by_bytes)
 }
 
 /// Registers records, settles the filtered-out ones and hands the rest to their lanes.
@@ -363,26 +401,60 @@ mod tests {
     use super::*;
 
     const KIB: usize = 1024;
+    const MIB: usize = 1024 * KIB;
+
+    fn ahead(max_per_call: usize, batch_size: usize, lanes: usize, bytes: usize) -> ReadAhead {
+        ReadAhead {
+            max_per_call,
+            batch_size,
+            lanes,
+            bytes,
+        }
+    }
 
     #[test]
     fn the_read_ahead_bounds_what_a_shard_holds() {
+        let a = ahead(10_000, 100, 1, 8 * MIB);
         // batch 100, one lane: 5,000 records (the floor) at most.
-        assert_eq!(read_limit(10_000, 100, 1, (0, 0)), 5_000);
-        assert_eq!(read_limit(10_000, 100, 1, (4_600, 4_600 * KIB)), 400);
-        assert_eq!(read_limit(10_000, 100, 1, (5_000, 5_000 * KIB)), 0);
-        assert_eq!(read_limit(10_000, 100, 1, (9_000, 9_000 * KIB)), 0);
+        assert_eq!(read_limit(a, (0, 0), None), 5_000);
+        assert_eq!(read_limit(a, (4_600, 4_600 * KIB), None), 400);
+        assert_eq!(read_limit(a, (5_000, 5_000 * KIB), None), 0);
+        assert_eq!(read_limit(a, (9_000, 9_000 * KIB), None), 0);
         // batch 1,000, four lanes: 16,000, capped per call.
-        assert_eq!(read_limit(10_000, 1_000, 4, (0, 0)), 10_000);
-        assert_eq!(read_limit(1_000, 1_000, 4, (15_500, 15_500)), 500);
+        assert_eq!(
+            read_limit(ahead(10_000, 1_000, 4, 8 * MIB), (0, 0), None),
+            10_000
+        );
+        assert_eq!(
+            read_limit(ahead(1_000, 1_000, 4, 8 * MIB), (15_500, 15_500), None),
+            500
+        );
     }
 
     #[test]
     fn large_records_fill_the_byte_budget_before_the_count() {
+        let a = ahead(10_000, 100, 1, 8 * MIB);
         // 100 records of 64 KiB are 6.25 MiB: room for 28 more of that size, not 4,900.
-        assert_eq!(read_limit(10_000, 100, 1, (100, 100 * 64 * KIB)), 28);
-        assert_eq!(read_limit(10_000, 100, 1, (128, 128 * 64 * KIB)), 0);
+        assert_eq!(read_limit(a, (100, 100 * 64 * KIB), None), 28);
+        assert_eq!(read_limit(a, (128, 128 * 64 * KIB), None), 0);
         // Nothing outstanding: a read is always allowed, whatever the records' size.
-        assert!(read_limit(10_000, 100, 1, (0, 0)) > 0);
+        assert!(read_limit(a, (0, 0), None) > 0);
+        assert_eq!(read_limit(a, (0, 0), Some(16 * MIB)), 1);
+    }
+
+    #[test]
+    fn with_nothing_outstanding_the_earlier_average_bounds_the_read() {
+        // 2 KiB records on a 4 MiB budget: 2,048 records, not the 5,000 floor.
+        let a = ahead(10_000, 100, 1, 4 * MIB);
+        assert_eq!(read_limit(a, (0, 0), Some(2 * KIB)), 2_048);
+        assert_eq!(read_limit(a, (0, 0), None), 5_000);
+    }
+
+    #[test]
+    fn a_batching_window_may_gather_a_full_payload() {
+        use std::time::Duration;
+        assert_eq!(read_ahead_bytes(Duration::ZERO), READ_AHEAD_BYTES);
+        assert!(read_ahead_bytes(Duration::from_secs(1)) > crate::config::MAX_INVOKE_PAYLOAD_BYTES);
     }
 
     proptest::proptest! {
@@ -390,13 +462,18 @@ mod tests {
         fn a_read_never_passes_the_budget_or_the_per_call_maximum(
             max in 1usize..10_001, batch in 1usize..10_001, lanes in 1usize..11,
             outstanding in 0usize..200_000, size in 1usize..1_000_000,
+            windowed in proptest::bool::ANY,
         ) {
             let bytes = outstanding * size;
-            let limit = read_limit(max, batch, lanes, (outstanding, bytes));
+            let budget_bytes = if windowed { READ_AHEAD_BYTES_WINDOWED } else { READ_AHEAD_BYTES };
+            let a = ahead(max, batch, lanes, budget_bytes);
+            let known = (outstanding == 0).then_some(size);
+            let limit = read_limit(a, (outstanding, bytes), known);
             let budget = (batch * lanes * 4).max(5_000);
             proptest::prop_assert!(limit <= max);
             proptest::prop_assert!(outstanding + limit <= budget.max(outstanding));
-            proptest::prop_assert!(bytes + limit * size <= READ_AHEAD_BYTES.max(bytes));
+            // Past the byte budget only by the one record an empty shard may always read.
+            proptest::prop_assert!(bytes + limit * size <= budget_bytes.max(bytes).max(size));
             // An empty shard can always read: the budget never stalls it.
             proptest::prop_assert!(outstanding > 0 || limit > 0);
         }
