@@ -137,9 +137,6 @@ impl<'a> Reader<'a> {
             let w = self.progress.watermark.lock().await;
             (w.outstanding(), w.outstanding_bytes())
         };
-        if outstanding > 0 {
-            self.average_bytes = Some((bytes / outstanding).max(1));
-        }
         read_limit(
             ReadAhead {
                 max_per_call: pacing.max_records,
@@ -216,6 +213,8 @@ impl<'a> Reader<'a> {
             self.empty_reads += 1;
         } else {
             self.empty_reads = 0;
+            let rendered: usize = batch.records.iter().map(|r| r.json.get().len()).sum();
+            self.average_bytes = Some((rendered / batch.records.len()).max(1));
             RecordsPolled {
                 uuid: &ctx.uuid,
                 metrics: &ctx.status.metrics,
@@ -326,8 +325,10 @@ pub(crate) struct ReadAhead {
 /// to work on. Without it a shard that is behind reads 10,000 records every 200 ms while its
 /// function takes them 100 at a time, and memory grows with the backlog. `outstanding` is
 /// (records, bytes) read and not yet checkpointed; the room in bytes is counted in records
-/// of their average size so far (`average`, the shard's earlier reads, when nothing is
-/// outstanding). A read is always allowed when nothing is outstanding.
+/// of their average size so far (`average`, the shard's last read, when nothing is
+/// outstanding). A read is always allowed when nothing is outstanding; the first one, with no
+/// size known yet, reads a batch per lane, so that a shard's first read cannot hold a
+/// backlog of records of any size.
 pub(crate) fn read_limit(
     ahead: ReadAhead,
     outstanding: (usize, usize),
@@ -337,7 +338,7 @@ pub(crate) fn read_limit(
     let budget = (ahead.batch_size * ahead.lanes.max(1) * READ_AHEAD_BATCHES).max(MIN_READ_AHEAD);
     let by_count = budget.saturating_sub(records).min(ahead.max_per_call);
     let average = match (records, average) {
-        (0, None) => return by_count,
+        (0, None) => return by_count.min(ahead.batch_size * ahead.lanes.max(1)).max(1),
         (0, Some(a)) => a.max(1),
         _ => (bytes / records).max(1),
     };
@@ -416,14 +417,18 @@ mod tests {
     fn the_read_ahead_bounds_what_a_shard_holds() {
         let a = ahead(10_000, 100, 1, 8 * MIB);
         // batch 100, one lane: 5,000 records (the floor) at most.
-        assert_eq!(read_limit(a, (0, 0), None), 5_000);
+        assert_eq!(read_limit(a, (0, 0), Some(KIB)), 5_000);
         assert_eq!(read_limit(a, (4_600, 4_600 * KIB), None), 400);
         assert_eq!(read_limit(a, (5_000, 5_000 * KIB), None), 0);
         assert_eq!(read_limit(a, (9_000, 9_000 * KIB), None), 0);
-        // batch 1,000, four lanes: 16,000, capped per call.
+        // batch 1,000, four lanes: 16,000, or what the bytes hold, capped per call.
         assert_eq!(
-            read_limit(ahead(10_000, 1_000, 4, 8 * MIB), (0, 0), None),
-            10_000
+            read_limit(ahead(10_000, 1_000, 4, 8 * MIB), (0, 0), Some(KIB)),
+            8_192
+        );
+        assert_eq!(
+            read_limit(ahead(20_000, 1_000, 4, 80 * MIB), (0, 0), Some(KIB)),
+            16_000
         );
         assert_eq!(
             read_limit(ahead(1_000, 1_000, 4, 8 * MIB), (15_500, 15_500), None),
@@ -447,7 +452,12 @@ mod tests {
         // 2 KiB records on a 4 MiB budget: 2,048 records, not the 5,000 floor.
         let a = ahead(10_000, 100, 1, 4 * MIB);
         assert_eq!(read_limit(a, (0, 0), Some(2 * KIB)), 2_048);
-        assert_eq!(read_limit(a, (0, 0), None), 5_000);
+        // The first read (no size known): one batch per lane.
+        assert_eq!(read_limit(a, (0, 0), None), 100);
+        assert_eq!(
+            read_limit(ahead(10_000, 100, 4, 4 * MIB), (0, 0), None),
+            400
+        );
     }
 
     #[test]
