@@ -116,8 +116,13 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn trims_once_after_a_burst_and_never_at_rest() {
+    /// A trimmer whose trims are counted, running until `shutdown`.
+    fn spawn_counting_trimmer() -> (
+        Arc<BurstTrimmer>,
+        Arc<AtomicUsize>,
+        CancellationToken,
+        tokio::task::JoinHandle<()>,
+    ) {
         let trimmer = Arc::new(BurstTrimmer::default());
         let trims = Arc::new(AtomicUsize::new(0));
         let shutdown = CancellationToken::new();
@@ -128,6 +133,12 @@ mod tests {
             })
             .await
         });
+        (trimmer, trims, shutdown, task)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn trims_once_after_a_burst_and_never_at_rest() {
+        let (trimmer, trims, shutdown, task) = spawn_counting_trimmer();
         // At rest: nothing, however long.
         pass(Duration::from_secs(600)).await;
         assert_eq!(trims.load(Ordering::SeqCst), 0);
@@ -154,16 +165,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_trickle_after_a_burst_trims_every_while_busy_period() {
-        let trimmer = Arc::new(BurstTrimmer::default());
-        let trims = Arc::new(AtomicUsize::new(0));
-        let shutdown = CancellationToken::new();
-        let (t, n, s) = (trimmer.clone(), trims.clone(), shutdown.clone());
-        let task = tokio::spawn(async move {
-            t.run(s, move || {
-                n.fetch_add(1, Ordering::SeqCst);
-            })
-            .await
-        });
+        let (trimmer, trims, shutdown, task) = spawn_counting_trimmer();
         // Work every second for 95 s: never quiet, so a trim every WHILE_BUSY (3 of them).
         for _ in 0..95 {
             trimmer.note_work();

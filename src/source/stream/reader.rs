@@ -102,7 +102,7 @@ impl<'a> Reader<'a> {
                 .await
             {
                 Ok(batch) => {
-                    if let Some(ended) = self.on_batch(batch, requested_at).await {
+                    if let Some(ended) = self.on_batch(batch, limit, requested_at).await {
                         return ended;
                     }
                 }
@@ -187,13 +187,14 @@ impl<'a> Reader<'a> {
     async fn on_batch(
         &mut self,
         batch: ReadBatch,
+        limit: usize,
         requested_at: chrono::DateTime<chrono::Utc>,
     ) -> Option<bool> {
         self.failures = 0;
         self.pacer.reset();
         let ctx = self.ctx;
         ctx.status.set_polling();
-        let caught_up = batch.records.is_empty() || batch.millis_behind_latest == Some(0);
+        let caught_up = caught_up(batch.records.len(), limit, batch.millis_behind_latest);
         let interval = if caught_up {
             ctx.pacing.idle_interval
         } else {
@@ -349,6 +350,15 @@ pub(crate) fn read_limit(
     by_count.min(by_bytes)
 }
 
+/// Whether a read found the shard's tip, so the next read waits the idle interval: it came
+/// back empty, or the stream says it is not behind and the read was not cut short by its
+/// limit. A read that filled its limit may have left records behind (moto and kinesis-local
+/// report `MillisBehindLatest` 0 throughout a backlog), so the next one comes at the
+/// shard's minimum interval.
+pub(crate) fn caught_up(returned: usize, limit: usize, millis_behind: Option<i64>) -> bool {
+    returned == 0 || (millis_behind == Some(0) && returned < limit)
+}
+
 /// Registers records, settles the filtered-out ones and hands the rest to their lanes.
 async fn route(
     ctx: &ShardContext,
@@ -457,6 +467,22 @@ mod tests {
         assert_eq!(
             read_limit(ahead(10_000, 100, 4, 4 * MIB), (0, 0), None),
             400
+        );
+    }
+
+    #[test]
+    fn a_read_cut_short_by_its_limit_is_not_the_tip() {
+        assert!(caught_up(0, 100, None));
+        assert!(caught_up(0, 100, Some(5_000)));
+        assert!(caught_up(40, 100, Some(0)));
+        assert!(
+            !caught_up(100, 100, Some(0)),
+            "full read: more may be waiting"
+        );
+        assert!(!caught_up(40, 100, Some(1)));
+        assert!(
+            !caught_up(40, 100, None),
+            "no lag reported: only an empty read is the tip"
         );
     }
 
