@@ -18,6 +18,7 @@ mod lane;
 mod lineage;
 pub(crate) mod process;
 mod progress;
+mod read_ahead;
 mod reader;
 pub(crate) mod shard;
 #[cfg(test)]
