@@ -12,8 +12,8 @@ const MIN_READ_AHEAD: usize = 5_000;
 /// the budget before their count does. 4 MiB is two seconds of a shard's 2 MB/s read limit;
 /// with a batching window a batch may gather up to the 6 MB invocation payload limit, so the
 /// budget is 8 MiB there.
-pub(crate) const READ_AHEAD_BYTES: usize = 4 * 1024 * 1024;
-pub(crate) const READ_AHEAD_BYTES_WINDOWED: usize = 8 * 1024 * 1024;
+const READ_AHEAD_BYTES: usize = 4 * 1024 * 1024;
+const READ_AHEAD_BYTES_WINDOWED: usize = 8 * 1024 * 1024;
 
 /// The byte budget of a shard's read-ahead for a mapping's batching window.
 pub(crate) fn read_ahead_bytes(batching_window: std::time::Duration) -> usize {
@@ -54,14 +54,15 @@ pub(crate) fn read_limit(
     let by_count = budget.saturating_sub(records).min(ahead.max_per_call);
     let average = match (records, average) {
         (0, None) => return by_count.min(ahead.batch_size * ahead.lanes.max(1)).max(1),
-        (0, Some(a)) => a.max(1),
-        _ => (bytes / records).max(1),
+        (0, Some(a)) => a,
+        _ => bytes / records,
     };
-    let by_bytes = ahead.bytes.saturating_sub(bytes) / average;
+    let limit = by_count.min(ahead.bytes.saturating_sub(bytes) / average.max(1));
     if records == 0 {
-        return by_count.min(by_bytes).max(1);
+        limit.max(1)
+    } else {
+        limit
     }
-    by_count.min(by_bytes)
 }
 
 /// Whether a read found the shard's tip, so the next read waits the idle interval: it came
@@ -153,7 +154,7 @@ mod tests {
     }
 
     #[test]
-    fn a_batching_window_may_gather_a_full_payload() {
+    fn a_batching_window_has_room_for_a_full_payload() {
         use std::time::Duration;
         assert_eq!(read_ahead_bytes(Duration::ZERO), READ_AHEAD_BYTES);
         assert!(read_ahead_bytes(Duration::from_secs(1)) > crate::config::MAX_INVOKE_PAYLOAD_BYTES);

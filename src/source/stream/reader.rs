@@ -38,8 +38,8 @@ pub(super) struct Reader<'a> {
     /// A tumbling window holds its records until it closes, so it is not held to a
     /// read-ahead.
     windowed: bool,
-    /// The rendered size of the records read so far, on average: it bounds a read when
-    /// nothing is outstanding.
+    /// The average rendered size of the last read's records: it bounds a read when nothing
+    /// is outstanding.
     average_bytes: Option<usize>,
 }
 
@@ -129,7 +129,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The GetRecords limit for the next read.
-    async fn limit(&mut self) -> usize {
+    async fn limit(&self) -> usize {
         let pacing = &self.ctx.pacing;
         if self.windowed {
             return pacing.max_records;
@@ -215,8 +215,6 @@ impl<'a> Reader<'a> {
             self.empty_reads += 1;
         } else {
             self.empty_reads = 0;
-            let rendered: usize = batch.records.iter().map(|r| r.json.get().len()).sum();
-            self.average_bytes = Some((rendered / batch.records.len()).max(1));
             RecordsPolled {
                 uuid: &ctx.uuid,
                 metrics: &ctx.status.metrics,
@@ -224,7 +222,7 @@ impl<'a> Reader<'a> {
             }
             .emit();
             let (shard_id, progress, lanes) = (self.shard_id(), self.progress, self.lanes);
-            if !route(
+            let routed = route(
                 ctx,
                 shard_id,
                 progress,
@@ -232,9 +230,10 @@ impl<'a> Reader<'a> {
                 batch.records,
                 &mut self.last_read,
             )
-            .await
-            {
-                return Some(false);
+            .await;
+            match routed {
+                Some(average) => self.average_bytes = Some(average),
+                None => return Some(false),
             }
         }
         if caught_up {
@@ -290,6 +289,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Registers records, settles the filtered-out ones and hands the rest to their lanes.
+/// Returns the records' average rendered size, or None when a lane is gone or shutdown began.
 async fn route(
     ctx: &ShardContext,
     shard_id: &str,
@@ -297,13 +297,17 @@ async fn route(
     lanes: &[mpsc::Sender<Vec<StreamRecord>>],
     records: Vec<StreamRecord>,
     last_read: &mut Option<SequenceNumber>,
-) -> bool {
+) -> Option<usize> {
+    let count = records.len().max(1);
+    let mut rendered = 0;
     let mut per_lane: Vec<Vec<StreamRecord>> = vec![Vec::new(); lanes.len()];
     let mut filtered = Vec::new();
     {
         let mut watermark = progress.watermark.lock().await;
         for record in records {
-            if !watermark.register(record.sequence_number.clone(), record.json.get().len()) {
+            let size = record.json.get().len();
+            rendered += size;
+            if !watermark.register(record.sequence_number.clone(), size) {
                 continue; // read twice (after an iterator refresh)
             }
             *last_read = Some(record.sequence_number.clone());
@@ -330,9 +334,9 @@ async fn route(
             continue;
         }
         tokio::select! {
-            sent = lane.send(records) => if sent.is_err() { return false },
-            _ = ctx.shutdown.stop_receiving.cancelled() => return false,
+            sent = lane.send(records) => if sent.is_err() { return None },
+            _ = ctx.shutdown.stop_receiving.cancelled() => return None,
         }
     }
-    true
+    Some((rendered / count).max(1))
 }
