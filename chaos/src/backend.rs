@@ -2,8 +2,6 @@
 //! resources a scenario needs on them, the records it produces, and what reached a failure
 //! destination. The runner talks to the backends directly; only esmd goes through the proxies.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -21,92 +19,6 @@ pub const REGION: &str = "us-east-1";
 pub const ACCOUNT: &str = "123456789012";
 /// SQS visibility timeout of the scenario's queues: a killed esmd's messages come back soon.
 pub const VISIBILITY_SECONDS: i32 = 5;
-
-/// A backend process on a free loopback port, killed on drop.
-pub struct Server {
-    child: Child,
-    pub endpoint: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-async fn wait_listening(port: u16, what: &str) -> Result<()> {
-    for _ in 0..300 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("{what} did not listen on port {port} within 30 s")
-}
-
-impl Server {
-    pub async fn moto() -> Result<Server> {
-        let port = free_port()?;
-        let binary = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-        let child = Command::new(&binary)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("start {binary} (pip install 'moto[server]')"))?;
-        let server = Server {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        wait_listening(port, "moto server").await?;
-        Ok(server)
-    }
-
-    pub async fn kinesis_local() -> Result<Server> {
-        let dir = std::env::var_os("KINESIS_LOCAL_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                    .join("../.ci/node/node_modules/kinesis-local")
-            });
-        if !dir.join("main.js").exists() {
-            bail!(
-                "kinesis-local is not installed at {} (./scripts/test.sh installs it)",
-                dir.display()
-            );
-        }
-        let (port, tls) = (free_port()?, free_port()?);
-        let child = Command::new("node")
-            .arg("main.js")
-            .current_dir(&dir)
-            .env("KINESIS_MOCK_PLAIN_PORT", port.to_string())
-            .env("KINESIS_MOCK_TLS_PORT", tls.to_string())
-            // Each run makes its own stream on a worker's kinesis-local.
-            .env("SHARD_LIMIT", "100000")
-            .env("CREATE_STREAM_DURATION", "100ms")
-            .env("SPLIT_SHARD_DURATION", "100ms")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("start kinesis-local (node)")?;
-        let server = Server {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        wait_listening(port, "kinesis-local").await?;
-        Ok(server)
-    }
-}
 
 pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())

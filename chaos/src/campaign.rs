@@ -2,7 +2,7 @@
 //! that the README's Reliability section quotes.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -10,8 +10,8 @@ use std::time::Instant;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::backend::Server;
 use crate::run::{run, Backends, RunResult};
+use crate::server::{Emulator, Server};
 
 #[derive(Debug, Default, Serialize)]
 pub struct Summary {
@@ -21,6 +21,9 @@ pub struct Summary {
     pub failed_seeds: Vec<u64>,
     /// Runs that could not be set up (a backend error): they count as failures.
     pub errored: Vec<String>,
+    /// Emulators found dead before a run and started again (each with its exit status and
+    /// log). A run that errored because its emulator died is run once more.
+    pub emulator_restarts: Vec<String>,
     pub runs_by_scenario: BTreeMap<String, usize>,
     pub faults_injected: BTreeMap<String, u64>,
     pub records_produced: usize,
@@ -102,7 +105,7 @@ pub async fn campaign(
     }));
     let started = Instant::now();
     let mut workers = Vec::new();
-    for _ in 0..jobs.max(1) {
+    for worker in 0..jobs.max(1) {
         let (seeds, next, summary, esmd, out) = (
             seeds.clone(),
             next.clone(),
@@ -111,10 +114,13 @@ pub async fn campaign(
             out.clone(),
         );
         workers.push(tokio::spawn(async move {
-            let backends = Backends {
-                moto: Server::moto().await?,
+            let logs = out.join("emulators");
+            let mut backends = Backends {
+                moto: Server::start(Emulator::Moto, &logs.join(format!("moto-{worker}.log")))
+                    .await?,
                 kinesis_local: if needs_kinesis_local {
-                    Some(Server::kinesis_local().await?)
+                    let log = logs.join(format!("kinesis-local-{worker}.log"));
+                    Some(Server::start(Emulator::KinesisLocal, &log).await?)
                 } else {
                     None
                 },
@@ -124,7 +130,13 @@ pub async fn campaign(
                 let Some(&seed) = seeds.get(i) else {
                     return anyhow::Ok(());
                 };
-                one(seed, &backends, &esmd, &out, &summary).await;
+                revive(&mut backends, &summary).await?;
+                let mut result = run(seed, &backends, &esmd, &out).await;
+                if result.is_err() && revive(&mut backends, &summary).await? {
+                    println!("seed {seed:>4} runs again: an emulator died during it");
+                    result = run(seed, &backends, &esmd, &out).await;
+                }
+                record(seed, result, &summary);
             }
         }));
     }
@@ -136,8 +148,24 @@ pub async fn campaign(
     Ok(s)
 }
 
-async fn one(seed: u64, backends: &Backends, esmd: &Path, out: &Path, summary: &Mutex<Summary>) {
-    let result = run(seed, backends, esmd, out).await;
+/// Starts again each of the worker's emulators that exited; whether one had.
+async fn revive(backends: &mut Backends, summary: &Mutex<Summary>) -> Result<bool> {
+    let mut revived = false;
+    for server in std::iter::once(&mut backends.moto).chain(backends.kinesis_local.as_mut()) {
+        if let Some(what) = server.restart_if_gone().await? {
+            println!("emulator restarted: {what}");
+            summary
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .emulator_restarts
+                .push(what);
+            revived = true;
+        }
+    }
+    Ok(revived)
+}
+
+fn record(seed: u64, result: Result<RunResult>, summary: &Mutex<Summary>) {
     let mut sum = summary.lock().unwrap_or_else(|e| e.into_inner());
     match result {
         Ok(r) => {

@@ -18,6 +18,7 @@ mod log;
 mod proxy;
 mod run;
 mod scenario;
+mod server;
 
 use std::path::PathBuf;
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::backend::{Server, World};
+use crate::backend::World;
 use crate::checker::{check, lost, Verdict};
 use crate::esmd::{mapping, Esmd};
 use crate::faults::{Fault, Service};
@@ -17,6 +17,7 @@ use crate::function::{Behaviour, FunctionHost};
 use crate::log::{Disruption, Handout, Produced, RunLog};
 use crate::proxy::{Proxy, ProxyConfig};
 use crate::scenario::{Event, Scenario};
+use crate::server::Server;
 
 /// How long a run may take to deliver everything after its faults end.
 const DRAIN: Duration = Duration::from_secs(90);
