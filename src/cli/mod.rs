@@ -147,6 +147,7 @@ fn admin_url(path: &Path) -> anyhow::Result<String> {
 
 fn run(path: &Path) -> anyhow::Result<()> {
     crate::telemetry::allocations::enable_from_env();
+    crate::memory::configure_allocator();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -42,8 +42,7 @@ pub(crate) struct ReadAhead {
 /// (records, bytes) read and not yet checkpointed; the room in bytes is counted in records
 /// of their average size so far (`average`, the shard's last read, when nothing is
 /// outstanding). A read is always allowed when nothing is outstanding; the first one, with no
-/// size known yet, reads a batch per lane, so that a shard's first read cannot hold a
-/// backlog of records of any size.
+/// size known yet, is bounded by [`first_read`].
 pub(crate) fn read_limit(
     ahead: ReadAhead,
     outstanding: (usize, usize),
@@ -53,7 +52,7 @@ pub(crate) fn read_limit(
     let budget = (ahead.batch_size * ahead.lanes.max(1) * READ_AHEAD_BATCHES).max(MIN_READ_AHEAD);
     let by_count = budget.saturating_sub(records).min(ahead.max_per_call);
     let average = match (records, average) {
-        (0, None) => return by_count.min(ahead.batch_size * ahead.lanes.max(1)).max(1),
+        (0, None) => return by_count.min(first_read(ahead)).max(1),
         (0, Some(a)) => a,
         _ => bytes / records,
     };
@@ -63,6 +62,14 @@ pub(crate) fn read_limit(
     } else {
         limit
     }
+}
+
+/// The first read of a shard, before any record's size is known: four batches per lane (the
+/// count budget without its 5,000 floor), so that a short backlog is read in one call
+/// (one batch per lane cost a whole read interval before the second read) while a shard's
+/// first read of large records stays small; GetRecords' own 10 MB per call bounds the rest.
+fn first_read(ahead: ReadAhead) -> usize {
+    ahead.batch_size * ahead.lanes.max(1) * READ_AHEAD_BATCHES
 }
 
 /// Whether a read found the shard's tip, so the next read waits the idle interval: it came
@@ -129,11 +136,15 @@ mod tests {
         // 2 KiB records on a 4 MiB budget: 2,048 records, not the 5,000 floor.
         let a = ahead(10_000, 100, 1, 4 * MIB);
         assert_eq!(read_limit(a, (0, 0), Some(2 * KIB)), 2_048);
-        // The first read (no size known): one batch per lane.
-        assert_eq!(read_limit(a, (0, 0), None), 100);
+        // The first read (no size known): four batches per lane, at most the per-call limit.
+        assert_eq!(read_limit(a, (0, 0), None), 400);
         assert_eq!(
             read_limit(ahead(10_000, 100, 4, 4 * MIB), (0, 0), None),
-            400
+            1_600
+        );
+        assert_eq!(
+            read_limit(ahead(1_000, 100, 4, 4 * MIB), (0, 0), None),
+            1_000
         );
     }
 
