@@ -67,7 +67,9 @@ pub(crate) struct ReadBatch {
     pub(crate) millis_behind_latest: Option<i64>,
 }
 
-/// How often a shard may be read.
+const MB: usize = 1024 * 1024;
+
+/// How often a shard may be read, and how much one read returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ReadPacing {
     /// Shortest gap between two GetRecords on one shard.
@@ -76,6 +78,8 @@ pub(crate) struct ReadPacing {
     pub(crate) idle_interval: Duration,
     /// Records per GetRecords.
     pub(crate) max_records: usize,
+    /// The most data one GetRecords (or fan-out event) returns, whatever the record count.
+    pub(crate) max_bytes: usize,
 }
 
 impl ReadPacing {
@@ -85,18 +89,22 @@ impl ReadPacing {
         min_interval: Duration::from_millis(200),
         idle_interval: Duration::from_secs(1),
         max_records: 10_000,
+        max_bytes: 10 * MB,
     };
     /// Enhanced fan-out: a read waits on the subscription itself, so none waits before it.
     pub(crate) const FAN_OUT: ReadPacing = ReadPacing {
         min_interval: Duration::ZERO,
         idle_interval: Duration::ZERO,
         max_records: 10_000,
+        max_bytes: 10 * MB,
     };
-    /// Lambda polls DynamoDB Streams 4 times a second per shard; 1,000 records per call.
+    /// Lambda polls DynamoDB Streams 4 times a second per shard; a GetRecords returns at most
+    /// 1,000 records or 1 MB.
     pub(crate) const DYNAMODB: ReadPacing = ReadPacing {
         min_interval: Duration::from_millis(250),
         idle_interval: Duration::from_millis(250),
         max_records: 1_000,
+        max_bytes: MB,
     };
 }
 

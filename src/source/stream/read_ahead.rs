@@ -29,6 +29,8 @@ pub(crate) fn read_ahead_bytes(batching_window: std::time::Duration) -> usize {
 pub(crate) struct ReadAhead {
     /// The source's maximum records per GetRecords call.
     pub(crate) max_per_call: usize,
+    /// And the most data one call returns (Kinesis 10 MB, DynamoDB Streams 1 MB).
+    pub(crate) bytes_per_call: usize,
     pub(crate) batch_size: usize,
     pub(crate) lanes: usize,
     /// The byte budget ([`read_ahead_bytes`]).
@@ -64,12 +66,17 @@ pub(crate) fn read_limit(
     }
 }
 
-/// The first read of a shard, before any record's size is known: four batches per lane (the
-/// count budget without its 5,000 floor), so that a short backlog is read in one call
-/// (one batch per lane cost a whole read interval before the second read) while a shard's
-/// first read of large records stays small; GetRecords' own 10 MB per call bounds the rest.
+/// The first read of a shard, before any record's size is known. When a whole call's data,
+/// rendered (at most twice its size: base64 in JSON), fits the byte budget, the source's own
+/// per-call limit bounds it (DynamoDB Streams: 1 MB); otherwise four batches per lane (the
+/// count budget without its 5,000 floor), so that a short backlog is read in one call while a
+/// Kinesis shard's first read of large records stays small.
 fn first_read(ahead: ReadAhead) -> usize {
-    ahead.batch_size * ahead.lanes.max(1) * READ_AHEAD_BATCHES
+    if ahead.bytes_per_call.saturating_mul(2) <= ahead.bytes {
+        ahead.max_per_call
+    } else {
+        ahead.batch_size * ahead.lanes.max(1) * READ_AHEAD_BATCHES
+    }
 }
 
 /// Whether a read found the shard's tip, so the next read waits the idle interval: it came
@@ -91,6 +98,7 @@ mod tests {
     fn ahead(max_per_call: usize, batch_size: usize, lanes: usize, bytes: usize) -> ReadAhead {
         ReadAhead {
             max_per_call,
+            bytes_per_call: 10 * MIB,
             batch_size,
             lanes,
             bytes,
@@ -146,6 +154,12 @@ mod tests {
             read_limit(ahead(1_000, 100, 4, 4 * MIB), (0, 0), None),
             1_000
         );
+        // DynamoDB Streams: a call returns at most 1 MB, so the first takes all it may.
+        let dynamodb = ReadAhead {
+            bytes_per_call: MIB,
+            ..ahead(1_000, 100, 1, 4 * MIB)
+        };
+        assert_eq!(read_limit(dynamodb, (0, 0), None), 1_000);
     }
 
     #[test]

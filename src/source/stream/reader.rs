@@ -141,6 +141,7 @@ impl<'a> Reader<'a> {
         read_limit(
             ReadAhead {
                 max_per_call: pacing.max_records,
+                bytes_per_call: pacing.max_bytes,
                 batch_size: self.ctx.limits.max_records,
                 lanes: self.ctx.lanes,
                 bytes: read_ahead_bytes(self.ctx.limits.window),
