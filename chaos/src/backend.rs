@@ -1,6 +1,7 @@
-//! The real backends of a run (moto server, and kinesis-local where a shard must end), the
-//! resources a scenario needs on them, the records it produces, and what reached a failure
-//! destination. The runner talks to the backends directly; only esmd goes through the proxies.
+//! What a run makes on its backends (moto server, and kinesis-local where a shard must end;
+//! their processes are `server`'s): the resources a scenario needs, the records it produces,
+//! and what reached a failure destination. The runner talks to the backends directly; only
+//! esmd goes through the proxies.
 
 use std::time::Duration;
 

@@ -148,7 +148,8 @@ pub async fn campaign(
     Ok(s)
 }
 
-/// Starts again each of the worker's emulators that exited; whether one had.
+/// Starts again each of the worker's emulators that exited or stopped listening; whether
+/// one had.
 async fn revive(backends: &mut Backends, summary: &Mutex<Summary>) -> Result<bool> {
     let mut revived = false;
     for server in std::iter::once(&mut backends.moto).chain(backends.kinesis_local.as_mut()) {

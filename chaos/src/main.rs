@@ -1,6 +1,7 @@
 //! `esmd-chaos`: esmd's fault campaign.
 //!
-//! Each seed is a scenario (`scenario`): a source on moto or kinesis-local (`backend`), esmd
+//! Each seed is a scenario (`scenario`): a source on moto or kinesis-local (`backend`; the
+//! emulator processes, restarted when one dies, are `server`'s), esmd
 //! with every AWS endpoint behind a fault-injecting proxy (`proxy`, `faults`), a function
 //! host that fails on purpose (`function`), and a timeline of `kill -9`, SIGSTOP/SIGCONT,
 //! SIGTERM and a shard split (`run`). After the drain, the checker (`checker`) reads the
