@@ -560,29 +560,36 @@ async fn fifo_keeps_group_order_and_one_batch_per_group_in_flight() {
             .iter()
             .all(|r| r["attributes"]["SequenceNumber"].is_string()));
     }
-    // No group appears in two invocations that overlapped in time.
-    let spans: Vec<(std::time::Instant, std::time::Instant, HashSet<String>)> = calls
-        .iter()
-        .map(|c| {
-            let groups = c
-                .records()
-                .iter()
-                .map(|r| {
-                    r["attributes"]["MessageGroupId"]
-                        .as_str()
-                        .unwrap()
-                        .to_string()
-                })
-                .collect();
-            (c.started, c.started + Duration::from_millis(40), groups)
-        })
-        .collect();
-    for (i, a) in spans.iter().enumerate() {
-        for b in spans.iter().skip(i + 1) {
-            let overlaps = a.0 < b.1 && b.0 < a.1;
+    // No group appears in two invocations that overlapped in time: from when the function
+    // received one to when it answered (the failing invocation answers at once, so no fixed
+    // duration stands for all of them).
+    let t0 = calls[0].started;
+    let span = |c: &Invocation| {
+        let end = c.finished.expect("every call answered");
+        (c.started, end, c.started - t0, end - t0)
+    };
+    for (i, a) in calls.iter().enumerate() {
+        for (j, b) in calls.iter().enumerate().skip(i + 1) {
+            let (a0, a1, ..) = span(a);
+            let (b0, b1, ..) = span(b);
+            let groups = |c: &Invocation| -> HashSet<String> {
+                c.records()
+                    .iter()
+                    .map(|r| {
+                        r["attributes"]["MessageGroupId"]
+                            .as_str()
+                            .unwrap()
+                            .to_string()
+                    })
+                    .collect()
+            };
             assert!(
-                !overlaps || a.2.is_disjoint(&b.2),
-                "a group was in two concurrent batches"
+                !(a0 < b1 && b0 < a1) || groups(a).is_disjoint(&groups(b)),
+                "a group was in two concurrent batches: call {i} {:?} {:?} and call {j} {:?} {:?}",
+                (span(a).2, span(a).3),
+                a.bodies(),
+                (span(b).2, span(b).3),
+                b.bodies()
             );
         }
     }

@@ -16,6 +16,9 @@ pub struct Invocation {
     pub function: String,
     pub event: Value,
     pub started: Instant,
+    /// When the function answered (set once its reply's delay has passed; before the answer
+    /// is sent, so esmd sees the answer after this).
+    pub finished: Option<Instant>,
 }
 
 impl Invocation {
@@ -172,6 +175,7 @@ async fn invoke(
         function: name,
         event,
         started: Instant::now(),
+        finished: None,
     };
     let (reply, index) = {
         let mut calls = state.calls.lock().unwrap();
@@ -179,10 +183,10 @@ async fn invoke(
         calls.push(invocation.clone());
         ((state.behaviour)(&invocation, index), index)
     };
-    let _ = index;
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
+    state.calls.lock().unwrap()[index].finished = Some(Instant::now());
     *state.completed.lock().unwrap() += 1;
     let mut response = (
         StatusCode::from_u16(reply.status).unwrap(),
