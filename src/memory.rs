@@ -136,6 +136,7 @@ mod tests {
         const NAME: &str = "memory::tests::large_blocks_are_mapped_after_a_larger_one_was_freed";
         if std::env::var_os("ESMD_MMAP_CHECK").is_some() {
             configure_allocator();
+            // SAFETY: mallinfo2 only reads glibc's counters.
             let mapped = || unsafe { libc::mallinfo2() }.hblkhd;
             drop(std::hint::black_box(vec![1u8; 4 << 20]));
             let before = mapped();
