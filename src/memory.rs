@@ -98,13 +98,9 @@ const MMAP_THRESHOLD: i32 = 128 * 1024;
 /// Fixes glibc's mmap threshold (see the module's overview), before the runtime starts its
 /// threads, unless the operator set one through `GLIBC_TUNABLES`.
 pub(crate) fn configure_allocator() {
-    let tuned = std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("mmap_threshold"));
-    if !tuned {
-        set_mmap_threshold();
+    if std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("mmap_threshold")) {
+        return;
     }
-}
-
-fn set_mmap_threshold() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets a glibc tunable; it takes no pointers.
     unsafe {
