@@ -1,24 +1,54 @@
-//! Process figures from /proc: CPU seconds (user + sys, children included) and RSS.
+//! Process figures: CPU seconds (user + sys, children included) and RSS, from /proc and the
+//! processes' CPU clocks.
 
 use std::time::Duration;
 
 /// Clock ticks per second for /proc/<pid>/stat (USER_HZ; 100 on Linux).
 const TICKS: f64 = 100.0;
 
-/// User + system CPU of `pid` and of its descendants still running.
+/// User + system CPU of `pid` and of its descendants still running, to the nanosecond: each
+/// process's CPU clock (`clock_getcpuclockid`, every thread, exited ones included) plus the
+/// children it reaped (/proc ticks). /proc's utime and stime alone count in 10 ms ticks, which
+/// put a ±10 ms error on each reading: ±17% on a 600-message moto run that costs 0.1 s.
 pub fn cpu(pid: u32) -> Duration {
-    let mut total = 0.0;
-    for p in tree(pid) {
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
-            // Fields after the command name (which is in parentheses and may hold spaces).
-            if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
-                let f: Vec<&str> = rest.split_whitespace().collect();
-                let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-                // utime, stime, cutime, cstime are fields 14-17; `rest` starts at field 3.
-                total += num(11) + num(12) + num(13) + num(14);
-            }
+    tree(pid)
+        .into_iter()
+        .map(|p| cpu_clock(p).map_or_else(|| ticks(p, 11..15), |c| c + ticks(p, 13..15)))
+        .sum()
+}
+
+/// The CPU clock of process `pid`, if it is still there.
+fn cpu_clock(pid: u32) -> Option<Duration> {
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    let mut clock: libc::clockid_t = 0;
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: both calls only write to the locals passed by pointer, which outlive them.
+    unsafe {
+        if libc::clock_getcpuclockid(pid, &mut clock) != 0
+            || libc::clock_gettime(clock, &mut now) != 0
+        {
+            return None;
         }
     }
+    Some(Duration::new(
+        u64::try_from(now.tv_sec).ok()?,
+        u32::try_from(now.tv_nsec).ok()?,
+    ))
+}
+
+/// The sum of /proc/<pid>/stat's tick fields `fields`, counted from field 3 (utime, stime,
+/// cutime, cstime are 11..15), or zero if the process is gone.
+fn ticks(pid: u32, fields: std::ops::Range<usize>) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let total: f64 = fields
+        .filter_map(|i| f.get(i).and_then(|v| v.parse::<f64>().ok()))
+        .sum();
     Duration::from_secs_f64(total / TICKS)
 }
 
@@ -96,4 +126,31 @@ fn tree(pid: u32) -> Vec<u32> {
         i += 1;
     }
     all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_counts_finer_than_a_clock_tick() {
+        let me = std::process::id();
+        let start = cpu(me);
+        let mut now = start;
+        let mut spins = 0u64;
+        while now == start {
+            spins = std::hint::black_box(spins + 1);
+            now = cpu(me);
+        }
+        // /proc's ticks move in steps of 10 ms; the CPU clock moves by what the loop spent.
+        let step = now - start;
+        assert!(step < Duration::from_millis(5), "a step of {step:?}");
+    }
+
+    #[test]
+    fn a_process_that_is_gone_costs_nothing() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        child.wait().unwrap();
+        assert_eq!(cpu(child.id()), Duration::ZERO);
+    }
 }
