@@ -53,7 +53,8 @@ impl LambdaInvoker {
             .invoke()
             .function_name(function)
             .invocation_type(InvocationType::RequestResponse)
-            .payload(Blob::new(payload.to_vec()))
+            // Without a copy when the caller handed over the only reference.
+            .payload(Blob::new(Vec::from(payload)))
             .send()
             .await;
         match result {

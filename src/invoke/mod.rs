@@ -73,18 +73,19 @@ impl InvokeOutcome {
 pub(crate) async fn invoke_counted(
     invoker: &dyn Invoker,
     status: &crate::telemetry::MappingStatus,
-    payload: &Bytes,
+    payload: Bytes,
     records: usize,
 ) -> InvokeOutcome {
     let started = tokio::time::Instant::now();
-    let outcome = invoker.invoke(&status.function_name, payload.clone()).await;
+    let payload_bytes = payload.len();
+    let outcome = invoker.invoke(&status.function_name, payload).await;
     crate::memory::note_work();
     crate::telemetry::events::BatchInvoked {
         uuid: &status.uuid,
         metrics: &status.metrics,
         throttled: matches!(outcome, InvokeOutcome::Throttled { .. }),
         records,
-        payload_bytes: payload.len(),
+        payload_bytes,
         elapsed: started.elapsed(),
         outcome: &outcome.summary(),
     }

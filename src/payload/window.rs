@@ -21,11 +21,13 @@ pub(crate) struct WindowFields<'a> {
 }
 
 /// Builds a windowed event from already-serialised records.
-pub(crate) fn window_event<'a>(
-    records: impl IntoIterator<Item = &'a RawValue>,
-    fields: &WindowFields<'_>,
-) -> Vec<u8> {
-    let mut out = super::records_event(records);
+pub(crate) fn window_event<'a, I>(records: I, fields: &WindowFields<'_>) -> Vec<u8>
+where
+    I: IntoIterator<Item = &'a RawValue>,
+    I::IntoIter: Clone,
+{
+    // The window's fields follow the records; a state is usually small.
+    let mut out = super::records_event(records, 512);
     out.truncate(out.len() - RECORDS_SUFFIX.len());
     out.extend_from_slice(b"],");
     let tail = serde_json::json!({

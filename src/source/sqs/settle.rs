@@ -24,6 +24,7 @@ impl SqsSource {
         Box::pin(async move {
             let payload = Bytes::from(crate::payload::records_event(
                 records.iter().map(|r| r.json.as_ref()),
+                0,
             ));
             let oldest = records
                 .iter()
@@ -198,7 +199,7 @@ impl SqsSource {
     /// One invocation, counted and logged; `None` when the shutdown deadline cut it short.
     async fn invoke_once(&self, payload: &Bytes, records: usize) -> Option<InvokeOutcome> {
         tokio::select! {
-            o = invoke_counted(self.invoker.as_ref(), &self.status, payload, records) => Some(o),
+            o = invoke_counted(self.invoker.as_ref(), &self.status, payload.clone(), records) => Some(o),
             _ = self.shutdown.abandon.cancelled() => None,
         }
     }

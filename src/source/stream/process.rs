@@ -107,7 +107,7 @@ impl Processor {
             &self.shutdown.abandon,
             |_| async {
                 let outcome = tokio::select! {
-                    o = self.invoke_counted(&payload, 0) => o,
+                    o = self.invoke_counted(payload.clone(), 0) => o,
                     _ = self.shutdown.abandon.cancelled() => {
                         return RetryStep::Stop("shutdown deadline".to_string())
                     }
@@ -132,7 +132,7 @@ impl Processor {
     }
 
     /// Invokes once with `payload` (`records` records), counting and logging the invocation.
-    async fn invoke_counted(&self, payload: &Bytes, records: usize) -> InvokeOutcome {
+    async fn invoke_counted(&self, payload: Bytes, records: usize) -> InvokeOutcome {
         invoke_counted(self.invoker.as_ref(), &self.status, payload, records).await
     }
 
@@ -273,11 +273,12 @@ impl Processor {
                 slice.iter().map(|r| r.json.as_ref()),
                 &self.window_fields(shard_id, w, false, false),
             ),
-            None => records_event(slice.iter().map(|r| r.json.as_ref())),
+            None => records_event(slice.iter().map(|r| r.json.as_ref()), 0),
         });
         let in_flight = self.status.metrics.in_flight();
         let outcome = tokio::select! {
-            o = self.invoke_counted(&payload, slice.len()) => Some(o),
+            // Moved, not shared: the Lambda client then sends the buffer without a copy.
+            o = self.invoke_counted(payload, slice.len()) => Some(o),
             _ = self.shutdown.abandon.cancelled() => None,
         };
         drop(in_flight);
