@@ -119,14 +119,19 @@ pub(super) fn write_checkpoint(
     window: Option<Option<&WindowState>>,
 ) -> Result<(), CheckpointError> {
     let tx = conn.transaction().map_err(storage)?;
+    // Statements prepared once per connection: this runs after every batch.
     let row: Option<(Option<String>, Option<String>, i64)> = tx
-        .query_row(
+        .prepare_cached(
             "SELECT sequence_number, owner, lease_counter FROM shards \
              WHERE mapping_uuid = ?1 AND shard_id = ?2",
-            params![lease.mapping_uuid, lease.shard_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
-        .optional()
+        .and_then(|mut select| {
+            select
+                .query_row(params![lease.mapping_uuid, lease.shard_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()
+        })
         .map_err(storage)?;
     let Some((current, owner, counter)) = row else {
         return Err(CheckpointError::LeaseLost {
@@ -154,11 +159,18 @@ pub(super) fn write_checkpoint(
                 });
             }
         }
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE shards SET sequence_number = ?3, updated_at = ?4, restart_at = NULL \
              WHERE mapping_uuid = ?1 AND shard_id = ?2",
-            params![lease.mapping_uuid, lease.shard_id, proposed.as_str(), now()],
         )
+        .and_then(|mut update| {
+            update.execute(params![
+                lease.mapping_uuid,
+                lease.shard_id,
+                proposed.as_str(),
+                now()
+            ])
+        })
         .map_err(storage)?;
     }
     if let Some(window) = window {
