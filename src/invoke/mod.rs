@@ -69,7 +69,9 @@ impl InvokeOutcome {
 }
 
 /// Invokes once and reports it: the invocation, its records and its duration are counted on
-/// the mapping and logged as `BatchInvoked` (outcome summary only, never the payload).
+/// the mapping and logged as `BatchInvoked` (outcome summary only, never the payload). The
+/// payload is taken by value: a caller that hands over its only reference lets the Lambda
+/// client send the buffer without copying it.
 pub(crate) async fn invoke_counted(
     invoker: &dyn Invoker,
     status: &crate::telemetry::MappingStatus,

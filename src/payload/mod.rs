@@ -1,9 +1,9 @@
 //! The event JSON esmd sends to functions, and the parsing of what functions send back.
 //!
 //! Each record is serialised exactly once, when it is received, into a [`RecordJson`]; a batch
-//! payload is then only those bytes joined into `{"Records":[…]}`. That makes the 6 MB limit
-//! exact (the batch knows its size before it is built) and keeps record bodies from being
-//! copied or re-encoded per invocation. Field names and order follow AWS's own events
+//! payload is then only those bytes joined into `{"Records":[…]}`, in one buffer allocated at
+//! its final size. That makes the 6 MB limit exact (the batch knows its size before it is
+//! built) and keeps record bodies from being copied or re-encoded per invocation. Field names and order follow AWS's own events
 //! byte-for-byte; golden tests in `tests/` compare them with AWS's documented examples.
 
 pub(crate) mod dynamodb;
