@@ -562,8 +562,8 @@ async fn fifo_keeps_group_order_and_one_batch_per_group_in_flight() {
     }
     // No group appears in two invocations that overlapped in time: from when the function
     // received one to when it answered (the failing invocation answers at once, so no fixed
-    // duration stands for all of them).
-    // Each call's span (offsets from the first call) and groups, computed once.
+    // duration stands for all of them). Each call's span (offsets from the first call) and
+    // groups are computed once.
     let t0 = calls[0].started;
     let spans: Vec<(Duration, Duration, HashSet<&str>)> = calls
         .iter()

@@ -101,7 +101,7 @@ impl<T: BatchRecord> Batch<T> {
     /// The `{"Records":[…]}` payload.
     #[cfg(test)]
     fn payload(&self) -> Vec<u8> {
-        records_event(self.records.iter().map(|r| r.json()), 0)
+        records_event(self.records.iter().map(|r| r.json()))
     }
 }
 

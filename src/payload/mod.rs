@@ -29,9 +29,18 @@ pub(crate) fn envelope_overhead(count: usize) -> usize {
 }
 
 /// Joins already-serialised records into an invocation payload, in a buffer allocated once at
-/// its final size plus `spare` bytes (a batch of 100 Kinesis records is 200 KB; growing to it
-/// by doubling copied it six times over, each time into freshly mapped pages).
-pub(crate) fn records_event<'a, I>(records: I, spare: usize) -> Vec<u8>
+/// its final size (a batch of 100 Kinesis records is 200 KB; growing to it by doubling copied
+/// it six times over, each time into freshly mapped pages).
+pub(crate) fn records_event<'a, I>(records: I) -> Vec<u8>
+where
+    I: IntoIterator<Item = &'a RawValue>,
+    I::IntoIter: Clone,
+{
+    records_event_with_room(records, 0)
+}
+
+/// [`records_event`] with room for `spare` more bytes after it (a window's fields).
+pub(crate) fn records_event_with_room<'a, I>(records: I, spare: usize) -> Vec<u8>
 where
     I: IntoIterator<Item = &'a RawValue>,
     I::IntoIter: Clone,
@@ -60,7 +69,7 @@ mod tests {
     fn envelope_size_is_exact() {
         let a = RawValue::from_string("{\"a\":1}".into()).unwrap();
         let b = RawValue::from_string("{\"b\":22}".into()).unwrap();
-        let event = records_event([a.as_ref(), b.as_ref()], 0);
+        let event = records_event([a.as_ref(), b.as_ref()]);
         assert_eq!(event, br#"{"Records":[{"a":1},{"b":22}]}"#);
         assert_eq!(
             event.len(),
@@ -68,7 +77,10 @@ mod tests {
         );
         // Allocated once, at the final size.
         assert_eq!(event.capacity(), event.len());
-        assert_eq!(records_event([], 0).len(), envelope_overhead(0));
-        assert_eq!(records_event([a.as_ref()], 64).capacity(), 7 + 14 + 64);
+        assert_eq!(records_event([]).len(), envelope_overhead(0));
+        assert_eq!(
+            records_event_with_room([a.as_ref()], 64).capacity(),
+            7 + 14 + 64
+        );
     }
 }

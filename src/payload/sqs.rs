@@ -201,14 +201,8 @@ pub(crate) fn record_json(
 }
 
 fn hex_md5(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Md5::digest(bytes);
-    let mut out = String::with_capacity(2 * digest.len());
-    for b in digest {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
-    out
+    // The digest's own lowercase hex, in one string.
+    format!("{:x}", Md5::digest(bytes))
 }
 
 /// SQS's MD5 of message attributes: sorted by name; each contributes length-prefixed name,

@@ -26,10 +26,6 @@ where
     I: IntoIterator<Item = &'a RawValue>,
     I::IntoIter: Clone,
 {
-    // The window's fields follow the records; a state is usually small.
-    let mut out = super::records_event(records, 512);
-    out.truncate(out.len() - RECORDS_SUFFIX.len());
-    out.extend_from_slice(b"],");
     let tail = serde_json::json!({
         "window": {
             "start": iso(fields.window.start),
@@ -40,9 +36,13 @@ where
         "eventSourceARN": fields.event_source_arn,
         "isFinalInvokeForWindow": fields.is_final,
         "isWindowTerminatedEarly": fields.terminated_early,
-    });
-    // The tail is an object; splice its members after `Records`.
-    let tail = tail.to_string();
+    })
+    .to_string();
+    // The tail is an object; its members are spliced after `Records`, into room kept for
+    // them, so the payload is allocated once.
+    let mut out = super::records_event_with_room(records, tail.len());
+    out.truncate(out.len() - RECORDS_SUFFIX.len());
+    out.extend_from_slice(b"],");
     out.extend_from_slice(&tail.as_bytes()[1..]);
     out
 }

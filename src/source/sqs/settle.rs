@@ -24,7 +24,6 @@ impl SqsSource {
         Box::pin(async move {
             let payload = Bytes::from(crate::payload::records_event(
                 records.iter().map(|r| r.json.as_ref()),
-                0,
             ));
             let oldest = records
                 .iter()

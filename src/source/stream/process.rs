@@ -273,7 +273,7 @@ impl Processor {
                 slice.iter().map(|r| r.json.as_ref()),
                 &self.window_fields(shard_id, w, false, false),
             ),
-            None => records_event(slice.iter().map(|r| r.json.as_ref()), 0),
+            None => records_event(slice.iter().map(|r| r.json.as_ref())),
         });
         let in_flight = self.status.metrics.in_flight();
         let outcome = tokio::select! {
