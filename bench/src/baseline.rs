@@ -163,7 +163,9 @@ async fn invoke(
     Ok(())
 }
 
-async fn join(tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>) -> anyhow::Result<()> {
+pub(crate) async fn join(
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+) -> anyhow::Result<()> {
     for t in tasks {
         t.await??;
     }

@@ -6,6 +6,7 @@ mod baseline;
 mod failover;
 mod fanout;
 mod function;
+mod lean;
 mod loopback;
 mod peer;
 mod proc;
@@ -92,6 +93,9 @@ enum Command {
         function: String,
         batch: usize,
         loops: usize,
+        /// The same calls without the SDK (`lean.rs`).
+        #[arg(long)]
+        lean: bool,
     },
     /// Internal: the raw-SDK Kinesis loop.
     BaselineKinesis {
@@ -99,6 +103,9 @@ enum Command {
         function: String,
         batch: usize,
         count: usize,
+        /// The same calls without the SDK (`lean.rs`).
+        #[arg(long)]
+        lean: bool,
     },
 }
 
@@ -170,13 +177,29 @@ fn main() -> anyhow::Result<()> {
                 function,
                 batch,
                 loops,
+                lean: false,
             } => baseline::sqs(queue_url, function, batch, loops).await,
+            Command::BaselineSqs {
+                queue_url,
+                function,
+                batch,
+                loops,
+                lean: true,
+            } => lean::sqs(queue_url, function, batch, loops).await,
             Command::BaselineKinesis {
                 stream,
                 function,
                 batch,
                 count,
+                lean: false,
             } => baseline::kinesis(stream, function, batch, count).await,
+            Command::BaselineKinesis {
+                stream,
+                function,
+                batch,
+                count,
+                lean: true,
+            } => lean::kinesis(stream, function, batch, count).await,
         }
     })
 }

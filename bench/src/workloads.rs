@@ -226,6 +226,16 @@ impl Backend {
         })
     }
 
+    /// Where the lean loop runs beside the SDK loop: every SQS and Kinesis workload on the
+    /// loopback backend, and the 600-message run on moto (moto's other runs take minutes).
+    fn lean_measured(&self, w: &Workload) -> bool {
+        match w {
+            Workload::Sqs { concurrency, .. } => self.loopback.is_some() || concurrency.is_some(),
+            Workload::Kinesis { .. } => self.loopback.is_some(),
+            _ => false,
+        }
+    }
+
     fn supports(&self, w: &Workload) -> bool {
         match w {
             // A slow backend's cost per request: the 600-message run is for moto.
@@ -658,6 +668,61 @@ fn start_esmd(
     })
 }
 
+/// One baseline run: the raw-SDK loop, or the same calls without the SDK (`lean.rs`).
+struct Baseline<'a> {
+    settings: &'a Settings,
+    backend: &'a Backend,
+    function: &'a Function,
+    function_url: &'a str,
+    w: &'a Workload,
+    tag: &'a str,
+    count: usize,
+    timeout: Duration,
+}
+
+impl Baseline<'_> {
+    async fn measure(&self, lean: bool) -> anyhow::Result<Option<Row>> {
+        let (backend, count) = (self.backend, self.count);
+        let suffix = if lean { "lean" } else { "base" };
+        let source = Source::create(backend, self.w, &format!("{}-{suffix}", self.tag)).await?;
+        source.preload(backend, 0..count).await?;
+        self.function.reset(count);
+        let Some(runner) = start_baseline(
+            self.settings,
+            backend,
+            self.function_url,
+            self.w,
+            &source,
+            count,
+            lean,
+        ) else {
+            return Ok(None);
+        };
+        let mut runner = runner?;
+        let d = drain(
+            self.function,
+            &source,
+            backend,
+            &mut runner,
+            count,
+            self.timeout,
+        )
+        .await;
+        let peak = proc::peak_rss_mib(runner.pid());
+        runner.stop();
+        let d = d?;
+        let name = if lean {
+            "lean loop (same calls, no SDK)"
+        } else {
+            "baseline (raw SDK loop)"
+        };
+        let mut row = Row::new(backend.name, &self.w.name(), name);
+        row.throughput(count, RECORD_BYTES, d.seconds, d.cpu);
+        row.peak_rss_mib = Some(peak);
+        Ok(Some(row))
+    }
+}
+
 fn start_baseline(
     settings: &Settings,
     backend: &Backend,
@@ -665,6 +730,7 @@ fn start_baseline(
     w: &Workload,
     source: &Source,
     count: usize,
+    lean: bool,
 ) -> Option<anyhow::Result<Runner>> {
     let mut cmd = Command::new(&settings.self_exe);
     match (w, source) {
@@ -675,6 +741,9 @@ fn start_baseline(
             cmd.args(["baseline-kinesis", name, "bench", "100", &count.to_string()]);
         }
         _ => return None,
+    }
+    if lean {
+        cmd.arg("--lean");
     }
     let log = settings
         .work_dir
@@ -896,32 +965,24 @@ async fn run_one(
     let timeout = Duration::from_secs(if settings.smoke { 300 } else { 900 });
     let mut rows = Vec::new();
 
-    // Baseline first, on a source of its own.
-    let baseline_source = Source::create(backend, w, &format!("{tag}-base")).await?;
-    baseline_source.preload(backend, 0..count).await?;
-    function.reset(count);
+    // Baselines first, each on a source of its own.
     let mut baseline_rps = None;
-    if let Some(runner) =
-        start_baseline(settings, backend, function_url, w, &baseline_source, count)
-    {
-        let mut runner = runner?;
-        let d = drain(
-            function,
-            &baseline_source,
-            backend,
-            &mut runner,
-            count,
-            timeout,
-        )
-        .await;
-        let peak = proc::peak_rss_mib(runner.pid());
-        runner.stop();
-        let d = d?;
-        let mut row = Row::new(backend.name, &w.name(), "baseline (raw SDK loop)");
-        row.throughput(count, RECORD_BYTES, d.seconds, d.cpu);
-        row.peak_rss_mib = Some(peak);
+    let run = Baseline {
+        settings,
+        backend,
+        function,
+        function_url,
+        w,
+        tag,
+        count,
+        timeout,
+    };
+    if let Some(row) = run.measure(false).await? {
         baseline_rps = row.records_per_sec;
         rows.push(row);
+    }
+    if backend.lean_measured(w) {
+        rows.extend(run.measure(true).await?);
     }
 
     // esmd.
