@@ -120,13 +120,26 @@ fn md5_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// `[aws] sqs_client = "lean"`: esmd's own client for ReceiveMessage and DeleteMessageBatch.
+const LEAN: &str = "[aws]\nsqs_client = \"lean\"\n";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_attributes_reach_the_function() {
+    message_attributes_reach_the_function_with("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_attributes_reach_the_function_with_the_lean_client() {
+    message_attributes_reach_the_function_with(LEAN).await;
+}
+
+async fn message_attributes_reach_the_function_with(aws: &str) {
     use aws_sdk_sqs::types::MessageAttributeValue;
     let moto = Moto::start();
     let queue = Queue::create(&moto, "attrs", &[]).await;
     let function = FunctionServer::start(|_, _| Reply::ok(""));
-    let esmd = Esmd::start(&moto, &function, &mapping(&queue.arn, ""));
+    let config = format!("{aws}{}", mapping(&queue.arn, ""));
+    let esmd = Esmd::start(&moto, &function, &config);
     let sent = queue
         .client
         .send_message()
@@ -163,6 +176,11 @@ async fn message_attributes_reach_the_function() {
     );
     assert_eq!(r["messageAttributes"]["blob"]["binaryValue"], "3q2+7w==");
     assert_eq!(
+        esmd.logs().contains("go through esmd's lean client"),
+        !aws.is_empty(),
+        "the client asked for"
+    );
+    assert_eq!(
         r["md5OfMessageAttributes"].as_str(),
         sent.md5_of_message_attributes()
     );
@@ -170,6 +188,15 @@ async fn message_attributes_reach_the_function() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partial_batch_deletes_the_rest_and_redrive_moves_the_failure_to_the_dlq() {
+    partial_batch_with("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_batch_and_redrive_with_the_lean_client() {
+    partial_batch_with(LEAN).await;
+}
+
+async fn partial_batch_with(aws: &str) {
     let moto = Moto::start();
     let (queue, dlq) = Queue::with_dlq(&moto, "partial", 1, 2).await;
     let function = FunctionServer::start(|inv, _| {
@@ -181,14 +208,14 @@ async fn partial_batch_deletes_the_rest_and_redrive_moves_the_failure_to_the_dlq
             .collect();
         Reply::ok(serde_json::json!({"batchItemFailures": failures}).to_string())
     });
-    let esmd = Esmd::start(
-        &moto,
-        &function,
-        &mapping(
+    let config = format!(
+        "{aws}{}",
+        mapping(
             &queue.arn,
             "function_response_types = [\"ReportBatchItemFailures\"]",
-        ),
+        )
     );
+    let esmd = Esmd::start(&moto, &function, &config);
     for body in ["ok-1", "poison", "ok-2"] {
         queue.send(body).await;
     }

@@ -257,59 +257,15 @@ async fn shared_contract(a: Store, b: Store, lease: std::time::Duration) {
 
 /// The DynamoDB lease table on a moto server (`MOTO_SERVER`, or `moto_server` on the PATH).
 mod on_moto {
-    use std::net::{TcpListener, TcpStream};
-    use std::process::{Child, Command, Stdio};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use super::*;
+    use crate::aws::moto::{moto, Moto};
     use crate::checkpoint::dynamodb::DynamoStore;
     use crate::config::LeaseSettings;
 
-    struct Moto {
-        child: Child,
-        endpoint: String,
-    }
-
-    impl Drop for Moto {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    fn moto() -> Moto {
-        let server = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap();
-        let child = Command::new(&server)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {server} (pip install 'moto[server]'): {e}"));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
     async fn client(moto: &Moto) -> aws_sdk_dynamodb::Client {
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .endpoint_url(&moto.endpoint)
-            .load()
-            .await;
-        aws_sdk_dynamodb::Client::new(&sdk)
+        aws_sdk_dynamodb::Client::new(&moto.sdk_config().await)
     }
 
     async fn store(moto: &Moto, table: &str, owner: &str, lease: Duration) -> Store {

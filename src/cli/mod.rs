@@ -168,7 +168,7 @@ fn run(path: &Path) -> anyhow::Result<()> {
             path.to_path_buf(),
             reload_tx,
         ));
-        let clients = crate::daemon::Clients::from_aws(&config).await;
+        let clients = crate::daemon::Clients::from_aws(&config).await?;
         crate::daemon::run_with_reload(config, clients, shutdown, reloads).await
     });
     // Tasks abandoned after the drain deadline (a call on a stalled connection) must not hold

@@ -83,6 +83,18 @@ pub(crate) struct AwsSettings {
     pub(crate) region: Option<String>,
     pub(crate) endpoint_url: Option<String>,
     pub(crate) profile: Option<String>,
+    /// Which client makes SQS's per-batch calls (`[aws] sqs_client`).
+    pub(crate) sqs_client: SqsClient,
+}
+
+/// `[aws] sqs_client`: the SDK (the default), or esmd's own signed JSON client for
+/// ReceiveMessage and DeleteMessageBatch (`src/aws/lean.rs`), about a third of the CPU per
+/// request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum SqsClient {
+    #[default]
+    Sdk,
+    Lean,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

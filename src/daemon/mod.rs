@@ -30,7 +30,7 @@ use crate::invoke::Invoker;
 use crate::source::dynamodb::SdkDynamoDbStreams;
 use crate::source::kinesis::fanout::SdkKinesisFanOut;
 use crate::source::kinesis::SdkKinesis;
-use crate::source::sqs::{SdkSqs, SqsApi};
+use crate::source::sqs::SqsApi;
 use crate::source::stream::StreamApi;
 use crate::telemetry::Registry;
 use supervisor::Supervisor;
@@ -43,6 +43,8 @@ pub(crate) enum DaemonError {
     Mapping { uuid: String, message: String },
     #[error("stopped after a fatal error: {0}")]
     Fatal(String),
+    #[error(transparent)]
+    Aws(#[from] crate::aws::AwsSetupError),
     #[error("cannot use the state file {path}")]
     State {
         path: String,
@@ -118,7 +120,7 @@ fn invoke_identity_arn(account_id: &str) -> String {
 }
 
 impl Clients {
-    pub(crate) async fn from_aws(config: &Config) -> Self {
+    pub(crate) async fn from_aws(config: &Config) -> Result<Self, DaemonError> {
         let aws = AwsContext::load(&config.aws).await;
         let kinesis = aws.kinesis();
         let dynamodb_streams = aws.dynamodb_streams();
@@ -155,8 +157,8 @@ impl Clients {
             };
             Some(api)
         });
-        Clients {
-            sqs: Arc::new(SdkSqs::new(aws.sqs())),
+        Ok(Clients {
+            sqs: aws.sqs_api().await?,
             invoker: Arc::new(LambdaInvoker::new(aws.lambda())),
             streams,
             destinations: Arc::new(SdkDestinations {
@@ -169,7 +171,7 @@ impl Clients {
                 let dynamodb = aws.dynamodb();
                 Arc::new(move |state| Box::pin(open_store(state, dynamodb.clone())))
             },
-        }
+        })
     }
 }
 

@@ -88,14 +88,24 @@ pub(super) fn parse_and_validate(text: &str) -> Result<Config, Vec<ConfigProblem
 }
 
 fn validate_aws(raw: &RawConfig, problems: &mut Vec<ConfigProblem>) -> AwsSettings {
-    let aws = raw
+    let mut aws = raw
         .aws
         .as_ref()
         .map_or_else(AwsSettings::default, |a| AwsSettings {
             region: a.region.clone(),
             endpoint_url: a.endpoint_url.clone(),
             profile: a.profile.clone(),
+            sqs_client: SqsClient::Sdk,
         });
+    match raw.aws.as_ref().and_then(|a| a.sqs_client.as_deref()) {
+        None | Some("sdk") => {}
+        Some("lean") => aws.sqs_client = SqsClient::Lean,
+        Some(other) => problems.push(ConfigProblem {
+            mapping: None,
+            field: "aws.sqs_client".into(),
+            message: format!("`{other}` is not a client: use \"sdk\" (the default) or \"lean\""),
+        }),
+    }
     if let Some(url) = &aws.endpoint_url {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             problems.push(ConfigProblem {

@@ -109,17 +109,22 @@ fn classify<E>(err: SdkError<E, aws_smithy_runtime_api::http::Response>) -> SqsE
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let failure = AwsFailure::from_sdk(&err);
-    let text = failure.to_string();
-    match failure.class {
-        FailureClass::NotFound => SqsError::QueueMissing(text),
-        FailureClass::AccessDenied => SqsError::AccessDenied(text),
-        FailureClass::Throttled => SqsError::Throttled(text),
-        FailureClass::Transient => SqsError::Transient(text),
-        FailureClass::TooLarge
-        | FailureClass::ExpiredIterator
-        | FailureClass::InvalidArgument
-        | FailureClass::Rejected => SqsError::Other(text),
+    AwsFailure::from_sdk(&err).into()
+}
+
+impl From<AwsFailure> for SqsError {
+    fn from(failure: AwsFailure) -> Self {
+        let text = failure.to_string();
+        match failure.class {
+            FailureClass::NotFound => SqsError::QueueMissing(text),
+            FailureClass::AccessDenied => SqsError::AccessDenied(text),
+            FailureClass::Throttled => SqsError::Throttled(text),
+            FailureClass::Transient => SqsError::Transient(text),
+            FailureClass::TooLarge
+            | FailureClass::ExpiredIterator
+            | FailureClass::InvalidArgument
+            | FailureClass::Rejected => SqsError::Other(text),
+        }
     }
 }
 
@@ -279,7 +284,7 @@ impl SqsApi for SdkSqs {
                 .send()
                 .await
                 .map_err(classify)?;
-            Ok(out.failed)
+            Ok(out.failed.iter().map(refused).collect())
         }))
     }
 
@@ -309,31 +314,40 @@ impl SqsApi for SdkSqs {
                 .send()
                 .await
                 .map_err(classify)?;
-            Ok(out.failed)
+            Ok(out.failed.iter().map(refused).collect())
         }))
     }
 }
 
 /// DeleteMessageBatch and ChangeMessageVisibilityBatch take at most 10 entries: sends one
-/// request per 10 entries, all at once, and maps each failed entry back to its index in
-/// `entries`. A request that fails as a whole fails the call (the caller retries them all;
-/// deleting or hiding a message twice is harmless).
-async fn in_requests_of_ten<'a, T, F, Fut>(
+/// request per 10 entries, all at once, and maps each failed entry (indexed within its
+/// request, by the entry ids `0`-`9` every request uses) back to its index in `entries`. A
+/// request that fails as a whole fails the call (the caller retries them all; deleting or
+/// hiding a message twice is harmless).
+pub(super) async fn in_requests_of_ten<'a, T, F, Fut>(
     entries: &'a [T],
     send: F,
 ) -> Result<Vec<FailedEntry>, SqsError>
 where
     F: Fn(&'a [T]) -> Fut,
-    Fut: std::future::Future<Output = Result<Vec<BatchResultErrorEntry>, SqsError>>,
+    Fut: std::future::Future<Output = Result<Vec<FailedEntry>, SqsError>>,
 {
     let results = futures::future::join_all(entries.chunks(10).map(send)).await;
     let mut failed = Vec::new();
     for (chunk_index, result) in results.into_iter().enumerate() {
-        failed.extend(result?.iter().map(|f| FailedEntry {
-            index: chunk_index * 10 + f.id().parse::<usize>().unwrap_or(0),
-            code: f.code().to_string(),
-            message: f.message().unwrap_or_default().to_string(),
+        failed.extend(result?.into_iter().map(|f| FailedEntry {
+            index: chunk_index * 10 + f.index,
+            ..f
         }));
     }
     Ok(failed)
+}
+
+/// A refused entry of one request; its id is its position in the request.
+fn refused(f: &BatchResultErrorEntry) -> FailedEntry {
+    FailedEntry {
+        index: f.id().parse::<usize>().unwrap_or(0),
+        code: f.code().to_string(),
+        message: f.message().unwrap_or_default().to_string(),
+    }
 }

@@ -14,8 +14,11 @@
 
 mod ack;
 pub(crate) mod client;
+#[cfg(test)]
+mod contract;
 mod fifo;
 mod gather;
+mod lean;
 pub(crate) mod scaling;
 mod settle;
 #[cfg(test)]
@@ -42,6 +45,7 @@ use crate::telemetry::{MappingState, MappingStatus};
 pub(crate) use client::{ReceiptRef, SdkSqs, SqsApi, SqsError};
 use fifo::FifoGroups;
 use gather::Gathered;
+pub(crate) use lean::LeanSqs;
 use scaling::Scaler;
 
 /// Leave this much of the visibility timeout unused when retrying a throttled batch, so the
