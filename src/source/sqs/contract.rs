@@ -13,19 +13,13 @@ use crate::payload::sqs::SqsMessage;
 /// Sends `bodies` to the queue the contract runs on.
 type Send = Box<dyn Fn(Vec<String>) -> futures::future::BoxFuture<'static, ()>>;
 
-async fn contract(api: Arc<dyn SqsApi>, name: &str, send: Send) {
-    let url = api.queue_url(name, "").await.unwrap();
-    let missing = api.queue_url("no-such-queue", "").await.unwrap_err();
-    assert!(matches!(missing, SqsError::QueueMissing(_)), "{missing:?}");
-
-    let empty = api.receive(&url, 10, Duration::ZERO).await.unwrap();
-    assert!(empty.is_empty(), "{empty:?}");
-
+/// Sends three messages and receives them, each once, with its attributes and MD5.
+async fn receive_three(api: &dyn SqsApi, url: &str, send: Send) -> Vec<SqsMessage> {
     send(vec!["a".into(), "b \"quoted\" ü".into(), "c".into()]).await;
     let mut got: Vec<SqsMessage> = Vec::new();
     for _ in 0..5 {
         got.extend(
-            api.receive(&url, 10 - got.len(), Duration::from_secs(1))
+            api.receive(url, 10 - got.len(), Duration::from_secs(1))
                 .await
                 .unwrap(),
         );
@@ -46,6 +40,18 @@ async fn contract(api: Arc<dyn SqsApi>, name: &str, send: Send) {
         let md5 = format!("{:x}", <md5::Md5 as md5::Digest>::digest(m.body.as_bytes()));
         assert_eq!(m.md5_of_body.as_deref(), Some(md5.as_str()));
     }
+    got
+}
+
+async fn contract(api: Arc<dyn SqsApi>, name: &str, send: Send) {
+    let url = api.queue_url(name, "").await.unwrap();
+    let missing = api.queue_url("no-such-queue", "").await.unwrap_err();
+    assert!(matches!(missing, SqsError::QueueMissing(_)), "{missing:?}");
+
+    let empty = api.receive(&url, 10, Duration::ZERO).await.unwrap();
+    assert!(empty.is_empty(), "{empty:?}");
+
+    let got = receive_three(api.as_ref(), &url, send).await;
     // In flight: nothing more to receive.
     assert!(api
         .receive(&url, 10, Duration::ZERO)
@@ -142,7 +148,7 @@ mod on_moto {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn both_clients_keep_the_contract_and_read_a_message_alike() {
+    async fn both_clients_keep_the_contract() {
         let moto = moto();
         let sdk = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
         for (name, client) in [
@@ -164,16 +170,15 @@ mod on_moto {
                 .unwrap();
             contract(api, name, sender(sdk.clone(), url)).await;
         }
+    }
 
-        // One message with every kind of attribute, received by each client in turn.
-        let url = sdk
-            .create_queue()
-            .queue_name("alike")
-            .send()
-            .await
-            .unwrap()
-            .queue_url
-            .unwrap();
+    /// One message with every kind of attribute, received by each client in turn.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn both_clients_read_a_message_alike() {
+        let moto = moto();
+        let sdk = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+        let created = sdk.create_queue().queue_name("alike").send().await.unwrap();
+        let url = created.queue_url.unwrap();
         use aws_sdk_sqs::types::MessageAttributeValue;
         let attribute = |t: &str| MessageAttributeValue::builder().data_type(t);
         sdk.send_message()
