@@ -305,6 +305,16 @@ async fn partial_failures_then_retries_exhausted_reach_the_sqs_destination() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bisection_isolates_one_poison_record_and_reports_it_to_sns() {
+    bisection_with("").await;
+}
+
+/// `[aws] client = "lean"`: Invoke through esmd's own signed client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bisection_with_the_lean_client() {
+    bisection_with("[aws]\nclient = \"lean\"\n").await;
+}
+
+async fn bisection_with(aws: &str) {
     let moto = Moto::start();
     let client = kinesis(&moto.endpoint).await;
     create_stream(&client, "bisect", 1).await;
@@ -324,17 +334,14 @@ async fn bisection_isolates_one_poison_record_and_reports_it_to_sns() {
             Reply::ok("")
         }
     });
-    let esmd = Esmd::start(
-        &moto,
-        &function,
-        &mapping(
-            "bisect",
-            &format!(
-                "batch_size = 8\nbisect_batch_on_function_error = true\nmaximum_retry_attempts = 0\n\
-                 destination_config = {{ on_failure = {{ destination_arn = \"{topic_arn}\" }} }}"
-            ),
+    let config = mapping(
+        "bisect",
+        &format!(
+            "batch_size = 8\nbisect_batch_on_function_error = true\nmaximum_retry_attempts = 0\n\
+             destination_config = {{ on_failure = {{ destination_arn = \"{topic_arn}\" }} }}"
         ),
     );
+    let esmd = Esmd::start(&moto, &function, &format!("{aws}{config}"));
     eventually(
         Duration::from_secs(30),
         "SNS delivery",
@@ -351,6 +358,11 @@ async fn bisection_isolates_one_poison_record_and_reports_it_to_sns() {
     let mut ok = delivered_ok(&function, |c| !is_poisoned(c));
     ok.sort();
     assert_eq!(ok, ["b0", "b1", "b2", "b3", "b4", "b6", "b7"]);
+    assert_eq!(
+        esmd.logs()
+            .contains("Lambda Invoke goes through esmd's lean client"),
+        !aws.is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

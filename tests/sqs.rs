@@ -120,8 +120,8 @@ fn md5_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// `[aws] sqs_client = "lean"`: esmd's own client for ReceiveMessage and DeleteMessageBatch.
-const LEAN: &str = "[aws]\nsqs_client = \"lean\"\n";
+/// `[aws] client = "lean"`: esmd's own client for ReceiveMessage and DeleteMessageBatch.
+const LEAN: &str = "[aws]\nclient = \"lean\"\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_attributes_reach_the_function() {

@@ -999,12 +999,12 @@ async fn run_one(
             row.ratio_to_baseline = Some(e / b);
         }
     };
-    // esmd with its own client for SQS's per-batch calls, where the lean loop ran.
-    if backend.lean_measured(w) && matches!(w, Workload::Sqs { .. }) {
-        let lean = "[aws]\nsqs_client = \"lean\"\n";
+    // esmd with its own client for the per-batch calls, where the lean loop ran.
+    if backend.lean_measured(w) {
+        let lean = "[aws]\nclient = \"lean\"\n";
         let (mut row, runner) = esmd.measure(&format!("{tag}-lean"), lean).await?;
         runner.stop();
-        row.runner = "esmd, sqs_client = lean".into();
+        row.runner = "esmd, client = lean".into();
         ratio(&mut row);
         rows.push(row);
     }

@@ -16,8 +16,8 @@ pub(crate) mod error;
 pub(crate) mod lean;
 #[cfg(test)]
 pub(crate) mod moto;
+mod per_batch;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -25,22 +25,14 @@ use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 
-use crate::config::{AwsSettings, SqsClient};
-use crate::source::sqs::{LeanSqs, SdkSqs, SqsApi};
-
-/// A client esmd cannot build from the AWS configuration.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum AwsSetupError {
-    #[error("[aws] sqs_client = \"lean\": {0}")]
-    Lean(#[from] lean::BuildError),
-    #[error("[aws] sqs_client = \"lean\": cannot resolve the SQS endpoint: {0}")]
-    Endpoint(String),
-}
+use crate::config::AwsSettings;
 
 /// The longest one attempt of a Kinesis, DynamoDB, DynamoDB Streams, SNS or S3 call may take.
 pub(crate) const CALL_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One loaded AWS configuration, shared by every client.
+pub(crate) use per_batch::AwsSetupError;
+
 #[derive(Clone, Debug)]
 pub(crate) struct AwsContext {
     sdk: SdkConfig,
@@ -144,44 +136,6 @@ impl AwsContext {
             b = b.endpoint_url(url);
         }
         aws_sdk_sqs::Client::from_conf(b.build())
-    }
-
-    /// The SQS calls a mapping makes: the SDK client, or with `[aws] sqs_client = "lean"`
-    /// esmd's own client for the per-batch calls. The endpoint is the configured one or the
-    /// SDK's resolution of it (region, FIPS, dual-stack), computed once.
-    pub(crate) async fn sqs_api(&self) -> Result<Arc<dyn SqsApi>, AwsSetupError> {
-        let sdk = SdkSqs::new(self.sqs());
-        if self.settings.sqs_client == SqsClient::Sdk {
-            return Ok(Arc::new(sdk));
-        }
-        let endpoint = match self.endpoint(Service::Sqs) {
-            Some(url) => url,
-            None => {
-                use aws_sdk_sqs::config::endpoint::{Params, ResolveEndpoint};
-                let region = self.sdk.region().ok_or(lean::BuildError::NoRegion)?;
-                let params = Params::builder()
-                    .region(region.to_string())
-                    .use_fips(self.sdk.use_fips().unwrap_or(false))
-                    .use_dual_stack(self.sdk.use_dual_stack().unwrap_or(false))
-                    .build()
-                    .map_err(|e| AwsSetupError::Endpoint(e.to_string()))?;
-                aws_sdk_sqs::config::endpoint::DefaultResolver::new()
-                    .resolve_endpoint(&params)
-                    .await
-                    .map_err(|e| AwsSetupError::Endpoint(e.to_string()))?
-                    .url()
-                    .to_string()
-            }
-        };
-        let protocol = lean::Protocol {
-            service: "sqs",
-            target_prefix: "AmazonSQS",
-            content_type: "application/x-amz-json-1.0",
-            attempt_timeout: Duration::from_secs(30),
-        };
-        let client = lean::JsonClient::new(&self.sdk, &endpoint, protocol)?;
-        tracing::info!(%endpoint, "SQS ReceiveMessage and DeleteMessageBatch go through esmd's lean client");
-        Ok(Arc::new(LeanSqs::new(sdk, client)))
     }
 
     /// The Lambda client never retries by itself (the failure policy decides) and allows

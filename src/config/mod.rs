@@ -83,15 +83,15 @@ pub(crate) struct AwsSettings {
     pub(crate) region: Option<String>,
     pub(crate) endpoint_url: Option<String>,
     pub(crate) profile: Option<String>,
-    /// Which client makes SQS's per-batch calls (`[aws] sqs_client`).
-    pub(crate) sqs_client: SqsClient,
+    /// Which client makes the per-batch calls (`[aws] client`).
+    pub(crate) client: AwsClient,
 }
 
-/// `[aws] sqs_client`: the SDK (the default), or esmd's own signed JSON client for
-/// ReceiveMessage and DeleteMessageBatch (`src/aws/lean.rs`), about a third of the CPU per
-/// request.
+/// `[aws] client`: the SDK (the default), or esmd's own signed client (`src/aws/lean/`) for
+/// the calls made for every batch (SQS's ReceiveMessage and DeleteMessageBatch, Lambda's
+/// Invoke), about a third of the SDK's CPU per request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) enum SqsClient {
+pub(crate) enum AwsClient {
     #[default]
     Sdk,
     Lean,

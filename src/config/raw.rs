@@ -38,7 +38,7 @@ pub(crate) struct RawAws {
     pub(crate) region: Option<String>,
     pub(crate) endpoint_url: Option<String>,
     pub(crate) profile: Option<String>,
-    pub(crate) sqs_client: Option<String>,
+    pub(crate) client: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

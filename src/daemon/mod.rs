@@ -25,7 +25,6 @@ use crate::checkpoint::dynamodb::DynamoStore;
 use crate::checkpoint::{CheckpointError, CheckpointStore, SqliteStore, StoreLock};
 use crate::config::{Config, ConfigError, EventSource, MappingConfig, StateBackend, StateConfig};
 use crate::failure::destination::{DestinationSender, SdkDestinations};
-use crate::invoke::lambda::LambdaInvoker;
 use crate::invoke::Invoker;
 use crate::source::dynamodb::SdkDynamoDbStreams;
 use crate::source::kinesis::fanout::SdkKinesisFanOut;
@@ -159,7 +158,7 @@ impl Clients {
         });
         Ok(Clients {
             sqs: aws.sqs_api().await?,
-            invoker: Arc::new(LambdaInvoker::new(aws.lambda())),
+            invoker: aws.invoker().await?,
             streams,
             destinations: Arc::new(SdkDestinations {
                 sqs: aws.sqs(),

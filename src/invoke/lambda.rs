@@ -133,7 +133,7 @@ impl Invoker for LambdaInvoker {
 }
 
 /// Turns an Invoke failure into an outcome. Lambda's `TooManyRequestsException` carries its
-/// wait in the body (`retryAfterSeconds`), which wins over a `Retry-After` header.
+/// wait as `retryAfterSeconds`, which the SDK reads from the `Retry-After` header.
 pub(crate) fn classify_error(
     err: &SdkError<InvokeError, aws_smithy_runtime_api::http::Response>,
 ) -> InvokeOutcome {

@@ -5,6 +5,7 @@
 
 pub(crate) mod http;
 pub(crate) mod lambda;
+pub(crate) mod lean;
 #[cfg(test)]
 pub(crate) mod twin;
 

@@ -95,14 +95,14 @@ fn validate_aws(raw: &RawConfig, problems: &mut Vec<ConfigProblem>) -> AwsSettin
             region: a.region.clone(),
             endpoint_url: a.endpoint_url.clone(),
             profile: a.profile.clone(),
-            sqs_client: SqsClient::Sdk,
+            client: AwsClient::Sdk,
         });
-    match raw.aws.as_ref().and_then(|a| a.sqs_client.as_deref()) {
+    match raw.aws.as_ref().and_then(|a| a.client.as_deref()) {
         None | Some("sdk") => {}
-        Some("lean") => aws.sqs_client = SqsClient::Lean,
+        Some("lean") => aws.client = AwsClient::Lean,
         Some(other) => problems.push(ConfigProblem {
             mapping: None,
-            field: "aws.sqs_client".into(),
+            field: "aws.client".into(),
             message: format!("`{other}` is not a client: use \"sdk\" (the default) or \"lean\""),
         }),
     }

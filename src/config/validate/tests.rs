@@ -27,7 +27,7 @@ listen = "127.0.0.1:9464"
 [aws]
 region = "us-east-1"
 endpoint_url = "http://localhost:4566"
-sqs_client = "lean"
+client = "lean"
 [[mapping]]
 event_source_arn = "{SQS}"
 function_name = "process-orders"
@@ -45,7 +45,7 @@ batch_size = 10
         cfg.aws.endpoint_url.as_deref(),
         Some("http://localhost:4566")
     );
-    assert_eq!(cfg.aws.sqs_client, SqsClient::Lean);
+    assert_eq!(cfg.aws.client, AwsClient::Lean);
     // The derived uuid is stable.
     let again = Config::parse(&format!(
         "[[mapping]]\nevent_source_arn = \"{SQS}\"\nfunction_name = \"process-orders\"\n"
@@ -289,10 +289,7 @@ fn bad_sections() {
         &problems("[aws]\nendpoint_url = \"localhost:4566\"\n"),
         "aws.endpoint_url"
     ));
-    assert!(has(
-        &problems("[aws]\nsqs_client = \"fast\"\n"),
-        "aws.sqs_client"
-    ));
+    assert!(has(&problems("[aws]\nclient = \"fast\"\n"), "aws.client"));
     assert!(has(&problems("this is not toml"), "(file)"));
 }
 

@@ -1,6 +1,6 @@
 //! The SQS contract: what the source relies on from an [`SqsApi`], run against the in-memory
 //! twin and, on a moto server, against the SDK client and the lean client
-//! (`[aws] sqs_client = "lean"`). On moto the two clients must also read the same message
+//! (`[aws] client = "lean"`). On moto the two clients must also read the same message
 //! (system and message attributes, string and binary) into the same [`SqsMessage`].
 
 use std::sync::Arc;
@@ -119,13 +119,13 @@ mod on_moto {
     use super::*;
     use crate::aws::moto::moto;
     use crate::aws::{AwsContext, Service};
-    use crate::config::{AwsSettings, SqsClient};
+    use crate::config::{AwsClient, AwsSettings};
 
-    async fn context(endpoint: &str, client: SqsClient) -> AwsContext {
+    async fn context(endpoint: &str, client: AwsClient) -> AwsContext {
         let settings = AwsSettings {
             region: Some("us-east-1".into()),
             endpoint_url: Some(endpoint.into()),
-            sqs_client: client,
+            client,
             ..AwsSettings::default()
         };
         AwsContext::with_credentials(&settings, "testing", "testing").await
@@ -152,8 +152,8 @@ mod on_moto {
         let moto = moto();
         let sdk = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
         for (name, client) in [
-            ("sdk-client", SqsClient::Sdk),
-            ("lean-client", SqsClient::Lean),
+            ("sdk-client", AwsClient::Sdk),
+            ("lean-client", AwsClient::Lean),
         ] {
             let url = sdk
                 .create_queue()
@@ -205,7 +205,7 @@ mod on_moto {
             .await
             .unwrap();
         let mut read = Vec::new();
-        for client in [SqsClient::Sdk, SqsClient::Lean] {
+        for client in [AwsClient::Sdk, AwsClient::Lean] {
             let api = context(&moto.endpoint, client)
                 .await
                 .sqs_api()
@@ -239,7 +239,7 @@ mod on_moto {
         // A port nothing listens on: the call fails fast, and is retried by the source.
         let port = crate::aws::moto::free_port();
         let endpoint = format!("http://127.0.0.1:{port}");
-        let ctx = context(&endpoint, SqsClient::Lean).await;
+        let ctx = context(&endpoint, AwsClient::Lean).await;
         assert_eq!(
             ctx.endpoint(Service::Sqs).as_deref(),
             Some(endpoint.as_str())

@@ -1,4 +1,4 @@
-//! `[aws] sqs_client = "lean"`: ReceiveMessage and DeleteMessageBatch, the two SQS calls of
+//! `[aws] client = "lean"`: ReceiveMessage and DeleteMessageBatch, the two SQS calls of
 //! every batch, through esmd's own JSON-protocol client ([`crate::aws::lean`]) instead of the
 //! SDK's orchestrator; the rarer calls (queue lookup, attributes, visibility changes) stay
 //! with the SDK. The requests and their reading match [`super::client::SdkSqs`]'s, which the

@@ -1,0 +1,95 @@
+//! [`Invoker`] over Lambda's Invoke through esmd's own signed client (`[aws] client =
+//! "lean"`, [`crate::aws::lean`]): the same request the SDK sends (`POST
+//! /2015-03-31/functions/{name}/invocations`, `X-Amz-Invocation-Type: RequestResponse`,
+//! `application/octet-stream`), and the same reading of the answer as [`super::lambda`], which
+//! the tests below hold it to, answer by answer.
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+
+use super::http::response_too_large;
+use super::lambda::outcome_of;
+use super::{looks_like_rie_error, InvokeOutcome, Invoker};
+use crate::aws::lean::json::service_failure;
+use crate::aws::lean::SignedClient;
+use crate::config::MAX_INVOKE_PAYLOAD_BYTES;
+
+pub(crate) struct LeanInvoker {
+    client: SignedClient,
+}
+
+impl LeanInvoker {
+    pub(crate) fn new(client: SignedClient) -> Self {
+        LeanInvoker { client }
+    }
+
+    async fn call(&self, function: &str, payload: Bytes) -> InvokeOutcome {
+        let path = format!("/2015-03-31/functions/{}/invocations", path_label(function));
+        let headers = [
+            (http::header::CONTENT_TYPE, "application/octet-stream"),
+            (
+                http::HeaderName::from_static("x-amz-invocation-type"),
+                "RequestResponse",
+            ),
+        ];
+        let answer = match self
+            .client
+            .send("Invoke", &path, &headers, payload, MAX_INVOKE_PAYLOAD_BYTES)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(failure) => return outcome_of(failure),
+        };
+        if !(200..300).contains(&answer.status) {
+            // A throttle's wait is its `Retry-After` header (the model's `retryAfterSeconds`).
+            return outcome_of(service_failure(
+                answer.status,
+                &answer.headers,
+                &answer.body,
+            ));
+        }
+        if answer.over_limit {
+            return response_too_large();
+        }
+        let body = answer.body;
+        let function_error = answer
+            .headers
+            .get("x-amz-function-error")
+            .and_then(|v| v.to_str().ok());
+        match function_error {
+            Some(kind) => InvokeOutcome::FunctionError {
+                kind: kind.to_string(),
+                body,
+            },
+            None if looks_like_rie_error(&body) => InvokeOutcome::FunctionError {
+                kind: "Unhandled".to_string(),
+                body,
+            },
+            None => InvokeOutcome::Returned { body },
+        }
+    }
+}
+
+impl Invoker for LeanInvoker {
+    fn invoke<'a>(&'a self, function: &'a str, payload: Bytes) -> BoxFuture<'a, InvokeOutcome> {
+        Box::pin(self.call(function, payload))
+    }
+}
+
+/// A path label as the SDK encodes it: every byte but the unreserved ones percent-encoded (a
+/// function ARN's `:` becomes `%3A`).
+fn path_label(label: &str) -> String {
+    let mut out = String::with_capacity(label.len());
+    for b in label.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "lean_tests.rs"]
+mod tests;
