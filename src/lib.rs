@@ -14,7 +14,8 @@
 //! ```
 //!
 //! - [`config`]: the TOML contract (Terraform's field names) and AWS's validation rules.
-//! - [`aws`]: one AWS configuration load; endpoints from `AWS_ENDPOINT_URL[_<SERVICE>]`.
+//! - [`aws`]: one AWS configuration load; endpoints from `AWS_ENDPOINT_URL[_<SERVICE>]`;
+//!   with `[aws] client = "lean"`, esmd's own signed client for the per-batch calls.
 //! - [`source`]: event sources behind narrow traits. [`source::sqs`] polls queues;
 //!   [`source::stream`] is the shard machinery (discovery and lineage, per-shard readers,
 //!   lanes for `parallelization_factor`, the stream failure policy) that
