@@ -15,6 +15,7 @@
 mod credentials;
 pub(crate) mod json;
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -41,6 +42,10 @@ pub(crate) struct SignedClient {
     region: String,
     credentials: CredentialsCache,
     attempt_timeout: Duration,
+    /// The service's clock minus ours, in milliseconds, learnt from the `Date` of an error
+    /// answer (a request signed with a skewed clock is refused) and added to the signing
+    /// time, as the SDK's clock-skew interceptor does.
+    skew_ms: AtomicI64,
 }
 
 /// A service's answer, its body read up to a limit.
@@ -100,6 +105,7 @@ impl SignedClient {
                     .ok_or(BuildError::NoCredentials)?,
             ),
             attempt_timeout,
+            skew_ms: AtomicI64::new(0),
         })
     }
 
@@ -123,6 +129,9 @@ impl SignedClient {
                 .await
                 .map_err(|e| transient(format!("{what}: {}", super::error::error_chain(&e))))?;
             let (parts, body) = response.into_parts();
+            if !parts.status.is_success() {
+                self.learn_skew(&parts.headers, SystemTime::now());
+            }
             let declared = parts
                 .headers
                 .get(http::header::CONTENT_LENGTH)
@@ -153,6 +162,31 @@ impl SignedClient {
             })?
     }
 
+    /// Records how far the service's clock (its answer's `Date`) is from ours.
+    fn learn_skew(&self, headers: &http::HeaderMap, now: SystemTime) {
+        let date = headers
+            .get(http::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok());
+        if let Some(date) = date {
+            let ours = chrono::DateTime::<chrono::Utc>::from(now);
+            let skew = date.signed_duration_since(ours).num_milliseconds();
+            self.skew_ms.store(skew, Ordering::Relaxed);
+        }
+    }
+
+    /// Our clock, corrected by the skew learnt from the service.
+    fn signing_time(&self) -> SystemTime {
+        let skew = self.skew_ms.load(Ordering::Relaxed);
+        let now = SystemTime::now();
+        let by = Duration::from_millis(skew.unsigned_abs());
+        if skew >= 0 {
+            now + by
+        } else {
+            now - by
+        }
+    }
+
     async fn signed(
         &self,
         path: &str,
@@ -173,7 +207,7 @@ impl SignedClient {
             .identity(&identity)
             .region(&self.region)
             .name(self.service)
-            .time(SystemTime::now())
+            .time(self.signing_time())
             .settings(SigningSettings::default())
             .build()
             .map_err(|e| signing(&e))?
@@ -209,4 +243,50 @@ pub(crate) fn transient(message: String) -> AwsFailure {
 
 fn rejected(message: String) -> AwsFailure {
     failure(FailureClass::Rejected, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn client() -> SignedClient {
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "AKID", "secret", None, None, "test",
+            ))
+            .load()
+            .await;
+        SignedClient::new(&sdk, "http://127.0.0.1:9", "sqs", Duration::from_secs(1)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_skewed_service_clock_moves_the_signing_time() {
+        let client = client().await;
+        let now = SystemTime::now();
+        let ahead = chrono::DateTime::<chrono::Utc>::from(now + Duration::from_secs(900));
+        let mut headers = http::HeaderMap::new();
+        let date = ahead.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+        headers.insert(http::header::DATE, date.parse().unwrap());
+        client.learn_skew(&headers, now);
+        let signing = client.signing_time();
+        let skew = signing.duration_since(SystemTime::now()).unwrap();
+        assert!(
+            skew > Duration::from_secs(898) && skew <= Duration::from_secs(901),
+            "{skew:?}"
+        );
+        // An unreadable Date changes nothing.
+        headers.insert(http::header::DATE, "yesterday".parse().unwrap());
+        client.learn_skew(&headers, now);
+        assert!(client.signing_time() > SystemTime::now() + Duration::from_secs(898));
+    }
+
+    #[test]
+    fn an_endpoint_with_a_path_or_without_a_host_is_refused() {
+        let sdk = aws_config::SdkConfig::builder().build();
+        for bad in ["http://host/path", "not a url", "/relative"] {
+            let e = SignedClient::new(&sdk, bad, "sqs", Duration::from_secs(1)).err();
+            assert!(matches!(e, Some(BuildError::Endpoint(_))), "{bad}: {e:?}");
+        }
+    }
 }

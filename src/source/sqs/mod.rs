@@ -40,7 +40,7 @@ use crate::invoke::Invoker;
 use crate::payload::sqs::{filter_view, SqsMessage};
 use crate::payload::RecordJson;
 use crate::retry::{retry, sleep_or_cancel, Pace, Retried, RetryPolicies, Step};
-use crate::telemetry::events::{MappingErrored, MappingStarted, RecordsFilteredOut};
+use crate::telemetry::events::{MappingErrored, MappingStarted, ReceiveFailed, RecordsFilteredOut};
 use crate::telemetry::{MappingState, MappingStatus};
 pub(crate) use client::{ReceiptRef, SdkSqs, SqsApi, SqsError};
 use fifo::FifoGroups;
@@ -321,7 +321,16 @@ impl SqsSource {
             *n
         };
         let delay = match err.action() {
-            ErrorAction::Retry => self.policies.nth(Pace::Transient, failures),
+            ErrorAction::Retry => {
+                let delay = self.policies.nth(Pace::Transient, failures);
+                ReceiveFailed {
+                    uuid: &self.mapping.uuid,
+                    error: &err.to_string(),
+                    retry_in: delay,
+                }
+                .emit();
+                delay
+            }
             _ => {
                 let delay = self.policies.nth(Pace::ErrorState, failures);
                 self.errored(err, delay);

@@ -114,6 +114,23 @@ async fn delivered_messages_are_deleted_in_aws_record_shape() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_failed_receive_is_logged_and_counted_then_made_again() {
+    let events = Recorder::start();
+    let sqs = queue(30);
+    sqs.send(QUEUE, "a", None);
+    sqs.fail_receives(2);
+    let h = start("batch_size = 10", sqs, ScriptedFunction::ok());
+    until(Duration::from_secs(30), || {
+        h.sqs.remaining(QUEUE).is_empty()
+    })
+    .await;
+    assert_eq!(h.function.record_fields("body").concat(), ["a"]);
+    assert_eq!(events.count(Event::ReceiveFailed), 2);
+    assert_eq!(events.count(Event::MappingErrored), 0);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_partial_failure_keeps_only_the_reported_message_until_its_visibility_timeout() {
     let events = Recorder::start();
     let sqs = queue(30);

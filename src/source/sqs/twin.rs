@@ -25,6 +25,8 @@ struct State {
     next_id: u64,
     /// GetQueueAttributes calls for the backlog (queue_depth), for tests of idle cost.
     depth_samples: usize,
+    /// Receives still to fail with a transient error.
+    failing_receives: usize,
 }
 
 #[derive(Debug)]
@@ -59,6 +61,11 @@ impl MemorySqs {
     }
 
     /// How many times the backlog was sampled.
+    /// The next `n` receives fail as a dropped connection would.
+    pub(crate) fn fail_receives(&self, n: usize) {
+        self.lock().failing_receives = n;
+    }
+
     pub(crate) fn depth_samples(&self) -> usize {
         self.lock().depth_samples
     }
@@ -110,6 +117,10 @@ impl MemorySqs {
     /// earlier message still invisible, gives nothing.
     fn take(&self, queue_url: &str, max: usize) -> Result<Vec<SqsMessage>, SqsError> {
         let mut state = self.lock();
+        if state.failing_receives > 0 {
+            state.failing_receives -= 1;
+            return Err(SqsError::Transient("connection reset".into()));
+        }
         state.next_id += 1;
         let receive = state.next_id;
         let queue = state

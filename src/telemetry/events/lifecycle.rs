@@ -103,6 +103,26 @@ impl ShardReadFailed<'_> {
     }
 }
 
+/// An SQS ReceiveMessage failed and will be made again after a pause. Messages SQS handed
+/// out in a response that never arrived return after the visibility timeout.
+pub(crate) struct ReceiveFailed<'a> {
+    pub(crate) uuid: &'a str,
+    pub(crate) error: &'a str,
+    pub(crate) retry_in: std::time::Duration,
+}
+
+impl ReceiveFailed<'_> {
+    pub(crate) fn emit(&self) {
+        counted(Event::ReceiveFailed, Some(self.uuid));
+        tracing::warn!(
+            mapping = self.uuid,
+            error = self.error,
+            retry_in_ms = self.retry_in.as_millis() as u64,
+            "SQS receive failed; retrying"
+        );
+    }
+}
+
 /// SIGHUP: a new configuration was loaded and applied to the running mappings.
 pub(crate) struct ConfigReloaded<'a> {
     pub(crate) added: &'a [String],

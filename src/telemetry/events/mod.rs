@@ -24,6 +24,7 @@ pub(crate) enum Event {
     ShardStarted,
     ShardEnded,
     ShardReadFailed,
+    ReceiveFailed,
     ConfigReloaded,
     ConfigReloadRejected,
     ConfigNeedsRestart,
@@ -43,7 +44,7 @@ pub(crate) enum Event {
     StoredMappingRejected,
 }
 
-const EVENTS: usize = 29;
+const EVENTS: usize = 30;
 
 /// The events' names in `esmd_events_total`, in [`Event`]'s order.
 const NAMES: [&str; EVENTS] = [
@@ -59,6 +60,7 @@ const NAMES: [&str; EVENTS] = [
     "shard_started",
     "shard_ended",
     "shard_read_failed",
+    "receive_failed",
     "config_reloaded",
     "config_reload_rejected",
     "config_needs_restart",
