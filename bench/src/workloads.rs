@@ -603,7 +603,10 @@ pub(crate) fn aws_env(
         .env("AWS_ENDPOINT_URL", &backend.url)
         .env("AWS_ENDPOINT_URL_LAMBDA", function_url)
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("ESMD_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null());
     Ok(())
 }
@@ -1002,7 +1005,9 @@ async fn run_one(
     // esmd with its own client for the per-batch calls, where the lean loop ran.
     if backend.lean_measured(w) {
         let lean = "[aws]\nclient = \"lean\"\n";
-        let (mut row, runner) = esmd.measure(&format!("{tag}-lean"), lean).await?;
+        // Its own queue: the lean loop's source is `{tag}-lean`, and a long poll the killed
+        // loop left on moto's side would take messages preloaded into a queue of that name.
+        let (mut row, runner) = esmd.measure(&format!("{tag}-esmd-lean"), lean).await?;
         runner.stop();
         row.runner = "esmd, client = lean".into();
         ratio(&mut row);
