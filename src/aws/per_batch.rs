@@ -1,20 +1,13 @@
-//! The clients of the calls made for every batch: SQS's ReceiveMessage and DeleteMessageBatch
-//! and Lambda's Invoke. The SDK's by default; with `[aws] client = "lean"`, esmd's own signed
-//! client ([`super::lean`]) for those calls, the SDK keeping the rarer ones.
+//! Building esmd's own signed client ([`super::lean`]) for the calls made for every batch
+//! (SQS's ReceiveMessage and DeleteMessageBatch, Lambda's Invoke) when `[aws] client =
+//! "lean"`: its endpoint, resolved once. The sources and the invoker pick their client
+//! (`source::sqs::lean::sqs_api`, `invoke::lean::invoker`).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use super::lean::{self, JsonClient, SignedClient};
+use super::lean::{self, SignedClient};
 use super::{AwsContext, Service};
 use crate::config::AwsClient;
-use crate::invoke::lambda::LambdaInvoker;
-use crate::invoke::lean::LeanInvoker;
-use crate::invoke::Invoker;
-use crate::source::sqs::{LeanSqs, SdkSqs, SqsApi};
-
-/// Lambda's longest invocation, and a margin: the attempt bound of an Invoke.
-const INVOKE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(905);
 
 /// A client esmd cannot build from the AWS configuration.
 #[derive(Debug, thiserror::Error)]
@@ -29,28 +22,22 @@ pub(crate) enum AwsSetupError {
 }
 
 impl AwsContext {
-    /// The SQS calls a mapping makes.
-    pub(crate) async fn sqs_api(&self) -> Result<Arc<dyn SqsApi>, AwsSetupError> {
-        let sdk = SdkSqs::new(self.sqs());
+    /// With `[aws] client = "lean"`, esmd's own client for `service`'s per-batch calls
+    /// (signed as `signing_name`, each attempt bounded by `attempt_timeout`); `None` with the
+    /// SDK, the default.
+    pub(crate) async fn lean_client(
+        &self,
+        service: Service,
+        signing_name: &'static str,
+        attempt_timeout: Duration,
+    ) -> Result<Option<SignedClient>, AwsSetupError> {
         if self.settings.client == AwsClient::Sdk {
-            return Ok(Arc::new(sdk));
+            return Ok(None);
         }
-        let endpoint = self.lean_endpoint(Service::Sqs).await?;
-        let signed = SignedClient::new(&self.sdk, &endpoint, "sqs", Duration::from_secs(30))?;
-        let client = JsonClient::new(signed, "AmazonSQS", "application/x-amz-json-1.0");
-        tracing::info!(%endpoint, "SQS ReceiveMessage and DeleteMessageBatch go through esmd's lean client");
-        Ok(Arc::new(LeanSqs::new(sdk, client)))
-    }
-
-    /// The Lambda Invoke client.
-    pub(crate) async fn invoker(&self) -> Result<Arc<dyn Invoker>, AwsSetupError> {
-        if self.settings.client == AwsClient::Sdk {
-            return Ok(Arc::new(LambdaInvoker::new(self.lambda())));
-        }
-        let endpoint = self.lean_endpoint(Service::Lambda).await?;
-        let signed = SignedClient::new(&self.sdk, &endpoint, "lambda", INVOKE_ATTEMPT_TIMEOUT)?;
-        tracing::info!(%endpoint, "Lambda Invoke goes through esmd's lean client");
-        Ok(Arc::new(LeanInvoker::new(signed)))
+        let endpoint = self.lean_endpoint(service).await?;
+        let client = SignedClient::new(&self.sdk, &endpoint, signing_name, attempt_timeout)?;
+        tracing::info!(%endpoint, service = signing_name, "per-batch calls go through esmd's lean client");
+        Ok(Some(client))
     }
 
     /// The configured endpoint, or the SDK's own resolution of it (region, FIPS, dual-stack),

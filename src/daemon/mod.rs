@@ -157,8 +157,8 @@ impl Clients {
             Some(api)
         });
         Ok(Clients {
-            sqs: aws.sqs_api().await?,
-            invoker: aws.invoker().await?,
+            sqs: crate::source::sqs::sqs_api(&aws).await?,
+            invoker: crate::invoke::lean::invoker(&aws).await?,
             streams,
             destinations: Arc::new(SdkDestinations {
                 sqs: aws.sqs(),

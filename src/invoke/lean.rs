@@ -4,14 +4,18 @@
 //! `application/octet-stream`), and the same reading of the answer as [`super::lambda`], which
 //! the tests below hold it to, answer by answer.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
 use super::http::response_too_large;
-use super::lambda::outcome_of;
+use super::lambda::{outcome_of, LambdaInvoker};
 use super::{looks_like_rie_error, InvokeOutcome, Invoker};
 use crate::aws::lean::json::service_failure;
 use crate::aws::lean::SignedClient;
+use crate::aws::{AwsContext, AwsSetupError, Service};
 use crate::config::MAX_INVOKE_PAYLOAD_BYTES;
 
 pub(crate) struct LeanInvoker {
@@ -68,6 +72,20 @@ impl LeanInvoker {
             None => InvokeOutcome::Returned { body },
         }
     }
+}
+
+/// Lambda's longest invocation, and a margin: the attempt bound of an Invoke.
+const INVOKE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(905);
+
+/// The Lambda Invoke client: the SDK's, or with `[aws] client = "lean"` this one.
+pub(crate) async fn invoker(aws: &AwsContext) -> Result<Arc<dyn Invoker>, AwsSetupError> {
+    let lean = aws
+        .lean_client(Service::Lambda, "lambda", INVOKE_ATTEMPT_TIMEOUT)
+        .await?;
+    Ok(match lean {
+        None => Arc::new(LambdaInvoker::new(aws.lambda())),
+        Some(signed) => Arc::new(LeanInvoker::new(signed)),
+    })
 }
 
 impl Invoker for LeanInvoker {

@@ -163,9 +163,7 @@ mod on_moto {
                 .unwrap()
                 .queue_url
                 .unwrap();
-            let api = context(&moto.endpoint, client)
-                .await
-                .sqs_api()
+            let api = crate::source::sqs::sqs_api(&context(&moto.endpoint, client).await)
                 .await
                 .unwrap();
             contract(api, name, sender(sdk.clone(), url)).await;
@@ -206,9 +204,7 @@ mod on_moto {
             .unwrap();
         let mut read = Vec::new();
         for client in [AwsClient::Sdk, AwsClient::Lean] {
-            let api = context(&moto.endpoint, client)
-                .await
-                .sqs_api()
+            let api = crate::source::sqs::sqs_api(&context(&moto.endpoint, client).await)
                 .await
                 .unwrap();
             let mut m = api.receive(&url, 10, Duration::from_secs(1)).await.unwrap();
@@ -244,7 +240,7 @@ mod on_moto {
             ctx.endpoint(Service::Sqs).as_deref(),
             Some(endpoint.as_str())
         );
-        let api = ctx.sqs_api().await.unwrap();
+        let api = crate::source::sqs::sqs_api(&ctx).await.unwrap();
         let e = api
             .receive(&format!("{endpoint}/123456789012/q"), 10, Duration::ZERO)
             .await

@@ -5,6 +5,7 @@
 //! contract below checks against moto.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -13,7 +14,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::client::{in_requests_of_ten, FailedEntry, ReceiptRef, SdkSqs, SqsApi, SqsError};
-use crate::aws::lean::JsonClient;
+use crate::aws::lean::{JsonClient, SignedClient};
+use crate::aws::{AwsContext, AwsSetupError, Service};
 use crate::payload::sqs::{MessageAttribute, SqsMessage};
 
 pub(crate) struct LeanSqs {
@@ -23,9 +25,22 @@ pub(crate) struct LeanSqs {
 }
 
 impl LeanSqs {
-    pub(crate) fn new(sdk: SdkSqs, client: JsonClient) -> Self {
+    pub(crate) fn new(sdk: SdkSqs, signed: SignedClient) -> Self {
+        let client = JsonClient::new(signed, "AmazonSQS", "application/x-amz-json-1.0");
         LeanSqs { sdk, client }
     }
+}
+
+/// The SQS calls a mapping makes: the SDK client, or with `[aws] client = "lean"` this one.
+pub(crate) async fn sqs_api(aws: &AwsContext) -> Result<Arc<dyn SqsApi>, AwsSetupError> {
+    let sdk = SdkSqs::new(aws.sqs());
+    let lean = aws
+        .lean_client(Service::Sqs, "sqs", Duration::from_secs(30))
+        .await?;
+    Ok(match lean {
+        None => Arc::new(sdk),
+        Some(signed) => Arc::new(LeanSqs::new(sdk, signed)),
+    })
 }
 
 #[derive(Deserialize)]

@@ -42,10 +42,10 @@ use crate::payload::RecordJson;
 use crate::retry::{retry, sleep_or_cancel, Pace, Retried, RetryPolicies, Step};
 use crate::telemetry::events::{MappingErrored, MappingStarted, ReceiveFailed, RecordsFilteredOut};
 use crate::telemetry::{MappingState, MappingStatus};
-pub(crate) use client::{ReceiptRef, SdkSqs, SqsApi, SqsError};
+pub(crate) use client::{ReceiptRef, SqsApi, SqsError};
 use fifo::FifoGroups;
 use gather::Gathered;
-pub(crate) use lean::LeanSqs;
+pub(crate) use lean::sqs_api;
 use scaling::Scaler;
 
 /// Leave this much of the visibility timeout unused when retrying a throttled batch, so the
