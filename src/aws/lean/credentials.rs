@@ -13,6 +13,10 @@ use crate::aws::error::{AwsFailure, FailureClass};
 /// Credentials are fetched again this long before they expire.
 const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
 
+/// How long one fetch may take (the SDK's identity cache allows the same): a provider that
+/// hangs (an unreachable IMDS) fails the request as transient instead of holding it.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The provider chain's credentials, kept until shortly before they expire.
 pub(super) struct CredentialsCache {
     provider: SharedCredentialsProvider,
@@ -32,7 +36,14 @@ impl CredentialsCache {
         if let Some(c) = cached.as_ref().filter(|c| fresh(c, SystemTime::now())) {
             return Ok(c.clone());
         }
-        let loaded = self.provider.provide_credentials().await.map_err(|e| {
+        let loading = tokio::time::timeout(LOAD_TIMEOUT, self.provider.provide_credentials());
+        let Ok(loaded) = loading.await else {
+            return Err(failure(
+                FailureClass::Transient,
+                format!("no credentials: the provider did not answer within {LOAD_TIMEOUT:?}"),
+            ));
+        };
+        let loaded = loaded.map_err(|e| {
             let class = match e {
                 CredentialsError::ProviderTimedOut(_) | CredentialsError::ProviderError(_) => {
                     FailureClass::Transient
@@ -61,6 +72,19 @@ fn fresh(c: &Credentials, now: SystemTime) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_provider_that_hangs_fails_the_request_as_transient() {
+        let provider = SharedCredentialsProvider::new(
+            aws_credential_types::credential_fn::provide_credentials_fn(move || {
+                std::future::pending::<aws_credential_types::provider::Result>()
+            }),
+        );
+        let cache = CredentialsCache::new(provider);
+        let e = cache.get().await.unwrap_err();
+        assert_eq!(e.class, FailureClass::Transient);
+        assert!(e.message.contains("did not answer"), "{}", e.message);
+    }
 
     #[test]
     fn credentials_are_refreshed_five_minutes_before_they_expire() {
