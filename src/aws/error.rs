@@ -148,12 +148,7 @@ impl AwsFailure {
             SdkError::ResponseError(ctx) => (Some(ctx.raw().status().as_u16()), None),
             _ => (None, None),
         };
-        let message = match (code.is_empty(), err.message()) {
-            (false, Some(m)) => format!("{code}: {m}"),
-            (true, Some(m)) => m.to_string(),
-            (false, None) => code.clone(),
-            (true, None) => error_chain(err),
-        };
+        let message = failure_message(&code, err.message(), || error_chain(err));
         let class = match err {
             SdkError::ConstructionFailure(_) => FailureClass::Rejected,
             SdkError::TimeoutError(_)
@@ -168,6 +163,20 @@ impl AwsFailure {
             message,
             class,
         }
+    }
+}
+
+/// `code: message`, the code or the message alone, or `fallback` when the service sent neither.
+pub(crate) fn failure_message(
+    code: &str,
+    message: Option<&str>,
+    fallback: impl FnOnce() -> String,
+) -> String {
+    match (code.is_empty(), message) {
+        (false, Some(m)) => format!("{code}: {m}"),
+        (true, Some(m)) => m.to_string(),
+        (false, None) => code.to_string(),
+        (true, None) => fallback(),
     }
 }
 

@@ -24,7 +24,7 @@ use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::ConfigBag;
 
 use super::http::response_too_large;
-use super::{looks_like_rie_error, InvokeOutcome, Invoker};
+use super::{answered, InvokeOutcome, Invoker};
 use crate::aws::error::{AwsFailure, FailureClass};
 use crate::config::MAX_INVOKE_PAYLOAD_BYTES;
 
@@ -63,14 +63,7 @@ impl LambdaInvoker {
                     .payload
                     .map(|b| Bytes::from(b.into_inner()))
                     .unwrap_or_default();
-                match output.function_error {
-                    Some(kind) => InvokeOutcome::FunctionError { kind, body },
-                    None if looks_like_rie_error(&body) => InvokeOutcome::FunctionError {
-                        kind: "Unhandled".to_string(),
-                        body,
-                    },
-                    None => InvokeOutcome::Returned { body },
-                }
+                answered(output.function_error, body)
             }
             Err(err) if over_the_cap(&err) => response_too_large(),
             Err(err) => classify_error(&err),

@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 
 use super::http::response_too_large;
 use super::lambda::{outcome_of, LambdaInvoker};
-use super::{looks_like_rie_error, InvokeOutcome, Invoker};
+use super::{answered, InvokeOutcome, Invoker};
 use crate::aws::lean::json::service_failure;
 use crate::aws::lean::SignedClient;
 use crate::aws::{AwsContext, AwsSetupError, Service};
@@ -55,22 +55,12 @@ impl LeanInvoker {
         if answer.over_limit {
             return response_too_large();
         }
-        let body = answer.body;
         let function_error = answer
             .headers
             .get("x-amz-function-error")
-            .and_then(|v| v.to_str().ok());
-        match function_error {
-            Some(kind) => InvokeOutcome::FunctionError {
-                kind: kind.to_string(),
-                body,
-            },
-            None if looks_like_rie_error(&body) => InvokeOutcome::FunctionError {
-                kind: "Unhandled".to_string(),
-                body,
-            },
-            None => InvokeOutcome::Returned { body },
-        }
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        answered(function_error, answer.body)
     }
 }
 

@@ -110,6 +110,19 @@ pub(crate) fn error_type(body: &[u8]) -> Option<String> {
         .map(str::to_string)
 }
 
+/// A 2xx Invoke answer: `X-Amz-Function-Error` (`function_error`) makes it a function error,
+/// and so does an RIE error report without it; anything else is the function's result.
+pub(crate) fn answered(function_error: Option<String>, body: Bytes) -> InvokeOutcome {
+    match function_error {
+        Some(kind) => InvokeOutcome::FunctionError { kind, body },
+        None if looks_like_rie_error(&body) => InvokeOutcome::FunctionError {
+            kind: "Unhandled".to_string(),
+            body,
+        },
+        None => InvokeOutcome::Returned { body },
+    }
+}
+
 /// Whether a 200 body without `X-Amz-Function-Error` is really an error report.
 ///
 /// Some versions of Lambda's Runtime Interface Emulator answer a failed handler with status

@@ -81,7 +81,11 @@ mod tests {
             }),
         );
         let cache = CredentialsCache::new(provider);
-        let e = cache.get().await.unwrap_err();
+        // Without the bound, get() would never return: the test's own limit fails it.
+        let e = tokio::time::timeout(Duration::from_secs(60), cache.get())
+            .await
+            .expect("the fetch is bounded")
+            .unwrap_err();
         assert_eq!(e.class, FailureClass::Transient);
         assert!(e.message.contains("did not answer"), "{}", e.message);
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{transient, SignedClient};
-use crate::aws::error::{bare_code, classify, AwsFailure};
+use crate::aws::error::{bare_code, classify, failure_message, AwsFailure};
 
 /// Answers of JSON operations are small; a larger one is not an answer.
 const JSON_ANSWER_LIMIT: usize = 16 * 1024 * 1024;
@@ -87,12 +87,9 @@ pub(crate) fn service_failure(status: u16, headers: &http::HeaderMap, body: &[u8
         .filter(|c| !c.is_empty())
         .unwrap_or(&parsed.kind);
     let code = bare_code(code).to_string();
-    let message = match (code.is_empty(), parsed.message) {
-        (false, Some(m)) => format!("{code}: {m}"),
-        (true, Some(m)) => m,
-        (false, None) => code.clone(),
-        (true, None) => String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
-    };
+    let message = failure_message(&code, parsed.message.as_deref(), || {
+        String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned()
+    });
     AwsFailure {
         class: classify(&code, Some(status)),
         retry_after: header("retry-after")

@@ -120,14 +120,13 @@ impl SignedClient {
         body: Bytes,
         limit: usize,
     ) -> Result<Answer, AwsFailure> {
-        let what = format!("{} {operation}", self.service);
+        let what = || format!("{} {operation}", self.service);
         let request = self.signed(path, headers, body).await?;
         let exchange = async {
-            let response = self
-                .http
-                .request(request)
-                .await
-                .map_err(|e| transient(format!("{what}: {}", super::error::error_chain(&e))))?;
+            let response =
+                self.http.request(request).await.map_err(|e| {
+                    transient(format!("{}: {}", what(), super::error::error_chain(&e)))
+                })?;
             let (parts, body) = response.into_parts();
             if !parts.status.is_success() {
                 self.learn_skew(&parts.headers, SystemTime::now());
@@ -142,7 +141,9 @@ impl SignedClient {
                 match http_body_util::Limited::new(body, limit).collect().await {
                     Ok(b) => Some(b.to_bytes()),
                     Err(e) if e.is::<http_body_util::LengthLimitError>() => None,
-                    Err(e) => return Err(transient(format!("{what}: reading the answer: {e}"))),
+                    Err(e) => {
+                        return Err(transient(format!("{}: reading the answer: {e}", what())))
+                    }
                 }
             };
             Ok(Answer {
@@ -156,7 +157,8 @@ impl SignedClient {
             .await
             .map_err(|_| {
                 transient(format!(
-                    "{what}: no answer within {:?}",
+                    "{}: no answer within {:?}",
+                    what(),
                     self.attempt_timeout
                 ))
             })?
