@@ -308,7 +308,7 @@ async fn bisection_isolates_one_poison_record_and_reports_it_to_sns() {
     bisection_with("").await;
 }
 
-/// `[aws] client = "lean"`: Invoke through esmd's own signed client.
+/// `[aws] client = "lean"`: GetRecords and Invoke through esmd's own signed client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bisection_with_the_lean_client() {
     bisection_with("[aws]\nclient = \"lean\"\n").await;
@@ -359,8 +359,10 @@ async fn bisection_with(aws: &str) {
     ok.sort();
     assert_eq!(ok, ["b0", "b1", "b2", "b3", "b4", "b6", "b7"]);
     let logs = esmd.logs();
-    let lean_invoke = logs.contains("lean client") && logs.contains("service=\"lambda\"");
-    assert_eq!(lean_invoke, !aws.is_empty(), "the client asked for");
+    for service in ["lambda", "kinesis"] {
+        let lean = logs.contains("lean client") && logs.contains(&format!("service=\"{service}\""));
+        assert_eq!(lean, !aws.is_empty(), "the client asked for {service}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

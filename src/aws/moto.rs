@@ -31,6 +31,17 @@ impl Moto {
     }
 }
 
+/// esmd's AWS context for a moto server at `endpoint`, with the client asked for.
+pub(crate) async fn context(endpoint: &str, client: crate::config::AwsClient) -> super::AwsContext {
+    let settings = crate::config::AwsSettings {
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(endpoint.into()),
+        client,
+        ..crate::config::AwsSettings::default()
+    };
+    super::AwsContext::with_credentials(&settings, "testing", "testing").await
+}
+
 /// A loopback port nothing listens on (yet).
 pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -1,5 +1,5 @@
 //! Building esmd's own signed client ([`super::lean`]) for the calls made for every batch
-//! (SQS's ReceiveMessage and DeleteMessageBatch, Lambda's Invoke) when `[aws] client =
+//! (SQS's ReceiveMessage and DeleteMessageBatch, Kinesis's GetRecords, Lambda's Invoke) when `[aws] client =
 //! "lean"`: its endpoint, resolved once. The sources and the invoker pick their client
 //! (`source::sqs::lean::sqs_api`, `invoke::lean::invoker`).
 
@@ -66,6 +66,16 @@ impl AwsContext {
                     .use_dual_stack(dual_stack)
                     .build()
                     .map_err(|e| failed("Lambda")(&e))?;
+                DefaultResolver::new().resolve_endpoint(&params).await
+            }
+            Service::Kinesis => {
+                use aws_sdk_kinesis::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
+                let params = Params::builder()
+                    .region(region.to_string())
+                    .use_fips(fips)
+                    .use_dual_stack(dual_stack)
+                    .build()
+                    .map_err(|e| failed("Kinesis")(&e))?;
                 DefaultResolver::new().resolve_endpoint(&params).await
             }
             _ => {

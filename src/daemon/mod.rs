@@ -19,7 +19,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::aws::AwsContext;
+use crate::aws::{AwsContext, Service, CALL_ATTEMPT_TIMEOUT};
 use crate::checkpoint::catalog::MappingCatalog;
 use crate::checkpoint::dynamodb::DynamoStore;
 use crate::checkpoint::{CheckpointError, CheckpointStore, SqliteStore, StoreLock};
@@ -28,6 +28,7 @@ use crate::failure::destination::{DestinationSender, SdkDestinations};
 use crate::invoke::Invoker;
 use crate::source::dynamodb::SdkDynamoDbStreams;
 use crate::source::kinesis::fanout::SdkKinesisFanOut;
+use crate::source::kinesis::lean::LeanKinesis;
 use crate::source::kinesis::SdkKinesis;
 use crate::source::sqs::SqsApi;
 use crate::source::stream::StreamApi;
@@ -122,6 +123,10 @@ impl Clients {
     pub(crate) async fn from_aws(config: &Config) -> Result<Self, DaemonError> {
         let aws = AwsContext::load(&config.aws).await;
         let kinesis = aws.kinesis();
+        let lean_kinesis = aws
+            .lean_client(Service::Kinesis, "kinesis", CALL_ATTEMPT_TIMEOUT)
+            .await?
+            .map(|client| Arc::new(crate::source::kinesis::lean::kinesis_json(client)));
         let dynamodb_streams = aws.dynamodb_streams();
         let streams: StreamApiFactory = Arc::new(move |mapping: &MappingConfig| {
             let api: Arc<dyn StreamApi> = match &mapping.source {
@@ -140,13 +145,14 @@ impl Clients {
                         region,
                         invoke_identity_arn(account_id),
                     );
-                    match consumer_arn {
-                        Some(consumer) => Arc::new(SdkKinesisFanOut::new(
+                    match (consumer_arn, &lean_kinesis) {
+                        (Some(consumer), _) => Arc::new(SdkKinesisFanOut::new(
                             polling,
                             consumer,
                             crate::source::kinesis::fanout::renew_after(),
                         )),
-                        None => Arc::new(polling),
+                        (None, Some(lean)) => Arc::new(LeanKinesis::new(polling, lean.clone())),
+                        (None, None) => Arc::new(polling),
                     }
                 }
                 EventSource::DynamoDbStreams { arn, region, .. } => Arc::new(

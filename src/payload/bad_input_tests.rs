@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value};
 
 use super::dynamodb::DynamoDbRecord;
-use super::kinesis::{KinesisContext, KinesisRecord};
+use super::kinesis::{KinesisContext, KinesisData, KinesisRecord};
 use super::response::{parse_batch_item_failures, resolve_identifiers};
 use super::sqs::{MessageAttribute, NoAttributesMd5, SqsMessage};
 use super::window::response_state;
@@ -110,7 +110,7 @@ proptest! {
     ) {
         let ctx = KinesisContext { shard_id: &seq, stream_arn: &key, region: "r", invoke_identity_arn: "i" };
         let kinesis = super::kinesis::record_json(
-            &KinesisRecord { partition_key: key.clone(), sequence_number: seq.clone(), data, arrival_millis: millis },
+            &KinesisRecord { partition_key: &key, sequence_number: &seq, data: KinesisData::Bytes(&data), arrival_millis: millis },
             &ctx,
         );
         prop_assert!(serde_json::from_str::<Value>(kinesis.get()).is_ok());

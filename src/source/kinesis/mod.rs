@@ -3,6 +3,7 @@
 //! a registered stream consumer) is [`fanout`], behind the same trait.
 
 pub(crate) mod fanout;
+pub(crate) mod lean;
 
 use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::primitives::DateTime as SdkDateTime;
@@ -13,7 +14,7 @@ use futures::future::BoxFuture;
 use super::stream::{IteratorPosition, ReadBatch, ShardInfo, StreamApi, StreamError, StreamRecord};
 use crate::aws::error::{AwsFailure, FailureClass};
 use crate::checkpoint::SequenceNumber;
-use crate::payload::kinesis::{record_json, KinesisContext, KinesisRecord};
+use crate::payload::kinesis::{record_json, KinesisContext, KinesisData, KinesisRecord};
 
 /// One Kinesis stream.
 #[derive(Clone, Debug)]
@@ -51,36 +52,51 @@ impl SdkKinesis {
         shard_id: &str,
         records: &[aws_sdk_kinesis::types::Record],
     ) -> Result<Vec<StreamRecord>, StreamError> {
-        let ctx = KinesisContext {
+        let ctx = self.context(shard_id);
+        records
+            .iter()
+            .map(|r| {
+                let arrival_millis = r
+                    .approximate_arrival_timestamp()
+                    .and_then(|t| t.to_millis().ok())
+                    .unwrap_or_else(|| Utc::now().timestamp_millis());
+                stream_record(
+                    &KinesisRecord {
+                        partition_key: r.partition_key().unwrap_or_default(),
+                        sequence_number: r.sequence_number(),
+                        data: KinesisData::Bytes(r.data().as_ref()),
+                        arrival_millis,
+                    },
+                    &ctx,
+                )
+            })
+            .collect()
+    }
+
+    fn context<'a>(&'a self, shard_id: &'a str) -> KinesisContext<'a> {
+        KinesisContext {
             shard_id,
             stream_arn: &self.stream_arn,
             region: &self.region,
             invoke_identity_arn: &self.invoke_identity_arn,
-        };
-        let mut out = Vec::with_capacity(records.len());
-        for r in records {
-            let arrival_millis = r
-                .approximate_arrival_timestamp()
-                .and_then(|t| t.to_millis().ok())
-                .unwrap_or_else(|| Utc::now().timestamp_millis());
-            let record = KinesisRecord {
-                partition_key: r.partition_key().unwrap_or_default().to_string(),
-                sequence_number: r.sequence_number().to_string(),
-                data: r.data().as_ref().to_vec(),
-                arrival_millis,
-            };
-            out.push(StreamRecord {
-                sequence_number: seq(r.sequence_number())?,
-                key: record.partition_key.clone(),
-                arrival: Utc
-                    .timestamp_millis_opt(arrival_millis)
-                    .single()
-                    .unwrap_or_default(),
-                json: record_json(&record, &ctx),
-            });
         }
-        Ok(out)
     }
+}
+
+/// A record as the shard machinery holds it: its position, its key, and its event.
+fn stream_record(
+    record: &KinesisRecord<'_>,
+    ctx: &KinesisContext<'_>,
+) -> Result<StreamRecord, StreamError> {
+    Ok(StreamRecord {
+        sequence_number: seq(record.sequence_number)?,
+        key: record.partition_key.to_string(),
+        arrival: Utc
+            .timestamp_millis_opt(record.arrival_millis)
+            .single()
+            .unwrap_or_default(),
+        json: record_json(record, ctx),
+    })
 }
 
 pub(crate) fn classify_stream_error<E>(
@@ -89,7 +105,11 @@ pub(crate) fn classify_stream_error<E>(
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let failure = AwsFailure::from_sdk(&err);
+    stream_error(AwsFailure::from_sdk(&err))
+}
+
+/// What a shard's reader does about a failed call, whichever client made it.
+pub(crate) fn stream_error(failure: AwsFailure) -> StreamError {
     let text = failure.to_string();
     match failure.class {
         FailureClass::ExpiredIterator => StreamError::ExpiredIterator(text),

@@ -117,19 +117,9 @@ async fn the_twin_keeps_the_contract() {
 
 mod on_moto {
     use super::*;
-    use crate::aws::moto::moto;
-    use crate::aws::{AwsContext, Service};
-    use crate::config::{AwsClient, AwsSettings};
-
-    async fn context(endpoint: &str, client: AwsClient) -> AwsContext {
-        let settings = AwsSettings {
-            region: Some("us-east-1".into()),
-            endpoint_url: Some(endpoint.into()),
-            client,
-            ..AwsSettings::default()
-        };
-        AwsContext::with_credentials(&settings, "testing", "testing").await
-    }
+    use crate::aws::moto::{context, moto};
+    use crate::aws::Service;
+    use crate::config::AwsClient;
 
     fn sender(sqs: aws_sdk_sqs::Client, url: String) -> Send {
         Box::new(move |bodies| {
