@@ -58,7 +58,7 @@ impl KinesisData<'_> {
 /// microsecond.
 pub(crate) fn is_canonical_base64(text: &str) -> bool {
     let bytes = text.as_bytes();
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return false;
     }
     let padding = bytes
