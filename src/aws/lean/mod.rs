@@ -1,6 +1,7 @@
 //! esmd's own client for the calls it makes for every batch (`[aws] client = "lean"`: SQS's
-//! ReceiveMessage and DeleteMessageBatch, Lambda's Invoke): each request signed with SigV4 by
-//! `aws-sigv4` (the signer the SDK itself calls), sent by hyper over kept-alive HTTP/1.1
+//! ReceiveMessage and DeleteMessageBatch, Kinesis's GetRecords, Lambda's Invoke): each request
+//! signed with SigV4 ([`sigv4`], held to `aws-sigv4`'s signatures, the signer the SDK calls,
+//! with the day's key derived once a day), sent by hyper over kept-alive HTTP/1.1
 //! (rustls with the system's roots for `https`, as the SDK), its answer read with serde. It
 //! skips the SDK's orchestrator, which costs about 100 µs of CPU per request whatever the
 //! request does (bench/README.md, the lean loop).
@@ -14,14 +15,12 @@
 
 mod credentials;
 pub(crate) mod json;
+mod sigv4;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::identity::Identity;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
@@ -30,6 +29,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use super::error::{AwsFailure, FailureClass};
 use credentials::CredentialsCache;
 pub(crate) use json::JsonClient;
+use sigv4::Signer;
 
 /// One service's endpoint: requests signed, sent and bounded in time.
 pub(crate) struct SignedClient {
@@ -39,8 +39,8 @@ pub(crate) struct SignedClient {
     host: String,
     /// The signing name (`sqs`, `lambda`).
     service: &'static str,
-    region: String,
     credentials: CredentialsCache,
+    signer: Signer,
     attempt_timeout: Duration,
     /// The service's clock minus ours, in milliseconds, learnt from the `Date` of an error
     /// answer (a request signed with a skewed clock is refused) and added to the signing
@@ -83,6 +83,7 @@ impl SignedClient {
         if !uri.path().trim_end_matches('/').is_empty() || uri.query().is_some() {
             return Err(bad());
         }
+        let region = sdk.region().ok_or(BuildError::NoRegion)?.to_string();
         let mut tcp = HttpConnector::new();
         tcp.set_connect_timeout(Some(Duration::from_secs(5)));
         tcp.set_nodelay(true);
@@ -99,7 +100,7 @@ impl SignedClient {
             base: endpoint.trim_end_matches('/').to_string(),
             host,
             service,
-            region: sdk.region().ok_or(BuildError::NoRegion)?.to_string(),
+            signer: Signer::new(&region, service),
             credentials: CredentialsCache::new(
                 sdk.credentials_provider()
                     .ok_or(BuildError::NoCredentials)?,
@@ -196,36 +197,36 @@ impl SignedClient {
         body: Bytes,
     ) -> Result<http::Request<Full<Bytes>>, AwsFailure> {
         let uri = format!("{}{path}", self.base);
-        let signing = |e: &dyn std::fmt::Display| rejected(format!("{uri}: signing: {e}"));
+        let credentials = self.credentials.get().await?;
+        let length = body.len().to_string();
+        let mut signed: Vec<(&str, &str)> = Vec::with_capacity(headers.len() + 1);
+        signed.push(("content-length", &length));
+        signed.extend(headers.iter().map(|(name, value)| (name.as_str(), *value)));
+        let signature = self
+            .signer
+            .sign(
+                &credentials,
+                self.signing_time(),
+                &self.host,
+                path,
+                &signed,
+                &body,
+            )
+            .ok_or_else(|| rejected(format!("{uri}: signing failed")))?;
         let mut request = http::Request::post(&uri)
             .header(http::header::HOST, &self.host)
-            .header(http::header::CONTENT_LENGTH, body.len());
+            .header(http::header::CONTENT_LENGTH, length)
+            .header("x-amz-date", signature.amz_date)
+            .header(http::header::AUTHORIZATION, signature.authorization);
+        if let Some(token) = credentials.session_token() {
+            request = request.header("x-amz-security-token", token);
+        }
         for (name, value) in headers {
             request = request.header(name, *value);
         }
-        let mut request = request.body(()).map_err(|e| signing(&e))?;
-        let identity: Identity = self.credentials.get().await?.into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name(self.service)
-            .time(self.signing_time())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| signing(&e))?
-            .into();
-        let signed_headers = request
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)));
-        let signable =
-            SignableRequest::new("POST", &uri, signed_headers, SignableBody::Bytes(&body))
-                .map_err(|e| signing(&e))?;
-        let (instructions, _) = sign(signable, &params)
-            .map_err(|e| signing(&e))?
-            .into_parts();
-        instructions.apply_to_request_http1x(&mut request);
-        Ok(request.map(|()| Full::new(body)))
+        request
+            .body(Full::new(body))
+            .map_err(|e| rejected(format!("{uri}: {e}")))
     }
 }
 

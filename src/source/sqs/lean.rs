@@ -11,7 +11,6 @@ use std::time::Duration;
 use base64::Engine;
 use futures::future::BoxFuture;
 use serde::Deserialize;
-use serde_json::json;
 
 use super::client::{in_requests_of_ten, FailedEntry, ReceiptRef, SdkSqs, SqsApi, SqsError};
 use crate::aws::lean::{JsonClient, SignedClient};
@@ -92,6 +91,60 @@ struct WireFailure {
     #[serde(default)]
     code: String,
     message: Option<String>,
+}
+
+/// ReceiveMessage's request: every attribute, as the SDK client asks.
+fn receive_request(queue_url: &str, max_messages: usize, wait: Duration) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Request<'a> {
+        queue_url: &'a str,
+        max_number_of_messages: usize,
+        wait_time_seconds: u64,
+        message_system_attribute_names: [&'static str; 1],
+        attribute_names: [&'static str; 1],
+        message_attribute_names: [&'static str; 1],
+    }
+    let request = Request {
+        queue_url,
+        max_number_of_messages: max_messages.clamp(1, 10),
+        wait_time_seconds: wait.as_secs().min(20),
+        message_system_attribute_names: ["All"],
+        attribute_names: ["All"],
+        message_attribute_names: ["All"],
+    };
+    serde_json::to_vec(&request).unwrap_or_default()
+}
+
+/// DeleteMessageBatch's request, written straight from the receipts (entry ids are the
+/// entries' indexes within it).
+fn delete_request(queue_url: &str, entries: &[ReceiptRef<'_>]) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Request<'a> {
+        queue_url: &'a str,
+        entries: Vec<Entry<'a>>,
+    }
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Entry<'a> {
+        id: &'static str,
+        receipt_handle: &'a str,
+    }
+    const IDS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    let request = Request {
+        queue_url,
+        entries: entries
+            .iter()
+            .zip(IDS)
+            .map(|(e, id)| Entry {
+                id,
+                receipt_handle: e.receipt_handle,
+            })
+            .collect(),
+    };
+    // Strings always serialise.
+    serde_json::to_vec(&request).unwrap_or_default()
 }
 
 /// A response esmd cannot read is transient, as the SDK classifies one.
@@ -182,17 +235,12 @@ impl SqsApi for LeanSqs {
         wait: Duration,
     ) -> BoxFuture<'a, Result<Vec<SqsMessage>, SqsError>> {
         Box::pin(async move {
-            let request = json!({
-                "QueueUrl": queue_url,
-                "MaxNumberOfMessages": max_messages.clamp(1, 10),
-                "WaitTimeSeconds": wait.as_secs().min(20),
-                "MessageSystemAttributeNames": ["All"],
-                "AttributeNames": ["All"],
-                "MessageAttributeNames": ["All"],
-            });
             let body = self
                 .client
-                .call("ReceiveMessage", request.to_string().into_bytes())
+                .call(
+                    "ReceiveMessage",
+                    receive_request(queue_url, max_messages, wait),
+                )
                 .await?;
             read_messages(&body)
         })
@@ -204,15 +252,9 @@ impl SqsApi for LeanSqs {
         entries: &'a [ReceiptRef<'a>],
     ) -> BoxFuture<'a, Result<Vec<FailedEntry>, SqsError>> {
         Box::pin(in_requests_of_ten(entries, move |chunk| async move {
-            let entries: Vec<_> = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, e)| json!({"Id": i.to_string(), "ReceiptHandle": e.receipt_handle}))
-                .collect();
-            let request = json!({"QueueUrl": queue_url, "Entries": entries});
             let body = self
                 .client
-                .call("DeleteMessageBatch", request.to_string().into_bytes())
+                .call("DeleteMessageBatch", delete_request(queue_url, chunk))
                 .await?;
             read_failed(&body)
         }))
@@ -230,6 +272,34 @@ impl SqsApi for LeanSqs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn requests_are_written_as_the_sdk_writes_them() {
+        let receive: serde_json::Value =
+            serde_json::from_slice(&receive_request("u", 25, Duration::from_secs(30))).unwrap();
+        assert_eq!(
+            receive,
+            json!({"QueueUrl": "u", "MaxNumberOfMessages": 10, "WaitTimeSeconds": 20,
+                   "MessageSystemAttributeNames": ["All"], "AttributeNames": ["All"],
+                   "MessageAttributeNames": ["All"]})
+        );
+        let receipts = [
+            ReceiptRef {
+                receipt_handle: "a\"b",
+            },
+            ReceiptRef {
+                receipt_handle: "c",
+            },
+        ];
+        let delete: serde_json::Value =
+            serde_json::from_slice(&delete_request("u", &receipts)).unwrap();
+        assert_eq!(
+            delete,
+            json!({"QueueUrl": "u", "Entries": [
+                {"Id": "0", "ReceiptHandle": "a\"b"}, {"Id": "1", "ReceiptHandle": "c"}]})
+        );
+    }
 
     #[test]
     fn a_received_message_reads_as_the_sdk_reads_it() {
