@@ -120,8 +120,18 @@ fn md5_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// `[aws] client = "lean"`: esmd's own client for ReceiveMessage and DeleteMessageBatch.
-const LEAN: &str = "[aws]\nclient = \"lean\"\n";
+/// A sidecar's profile: `[aws] client = "lean"` (esmd's own client for ReceiveMessage,
+/// DeleteMessageBatch and Invoke) and one runtime thread.
+const LEAN: &str = "[aws]\nclient = \"lean\"\n[daemon]\nworker_threads = 1\n";
+
+/// The async runtime's worker threads of a running esmd (tokio names them).
+fn runtime_workers(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim() == "tokio-rt-worker")
+        .count()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_attributes_reach_the_function() {
@@ -180,6 +190,13 @@ async fn message_attributes_reach_the_function_with(aws: &str) {
         !aws.is_empty(),
         "the client asked for"
     );
+    let workers = runtime_workers(esmd.pid());
+    if aws.is_empty() {
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(workers, cores, "one per core");
+    } else {
+        assert_eq!(workers, 1, "[daemon] worker_threads = 1");
+    }
     assert_eq!(
         r["md5OfMessageAttributes"].as_str(),
         sent.md5_of_message_attributes()

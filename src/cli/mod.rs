@@ -148,16 +148,21 @@ fn admin_url(path: &Path) -> anyhow::Result<String> {
 fn run(path: &Path) -> anyhow::Result<()> {
     crate::telemetry::allocations::enable_from_env();
     crate::memory::configure_allocator();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // The configuration first: it sizes the runtime. Then the signal handlers, before any
+    // mapping starts: a SIGTERM during startup must drain, not kill.
+    let config = Config::load(path)?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = config.daemon.worker_threads {
+        runtime.worker_threads(workers);
+    }
+    let runtime = runtime
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    // First the signal handlers: a SIGTERM during startup must drain, not kill.
     let signals = {
         let _context = runtime.enter();
         crate::daemon::signals::Signals::install().context("cannot install signal handlers")?
     };
-    let config = Config::load(path)?;
     let result = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         tokio::spawn(crate::memory::release_after_bursts(shutdown.clone()));

@@ -52,6 +52,7 @@ pub(crate) struct RawLambdaApi {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawDaemon {
     pub(crate) shutdown_timeout_seconds: Option<i64>,
+    pub(crate) worker_threads: Option<i64>,
 }
 
 /// One `[[mapping]]`, with Terraform's argument names.

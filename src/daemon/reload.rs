@@ -61,6 +61,9 @@ pub(crate) fn plan(running: &Config, next: &Config) -> ReloadPlan {
     if running.lambda_api != next.lambda_api {
         plan.needs_restart.push("lambda_api");
     }
+    if running.daemon.worker_threads != next.daemon.worker_threads {
+        plan.needs_restart.push("daemon.worker_threads");
+    }
     plan
 }
 
@@ -118,12 +121,16 @@ mod tests {
     fn top_level_changes_are_reported_as_needing_a_restart() {
         let old = config("", &[mapping(A, "a", 10)]);
         let new = config(
-            "[http]\nlisten = \"127.0.0.1:9999\"\n[aws]\nregion = \"eu-west-1\"",
+            "[http]\nlisten = \"127.0.0.1:9999\"\n[aws]\nregion = \"eu-west-1\"\n\
+             [daemon]\nworker_threads = 1\nshutdown_timeout_seconds = 5",
             &[mapping(A, "a", 10)],
         );
         let p = plan(&old, &new);
         assert!(p.is_noop());
-        assert_eq!(p.needs_restart, vec!["http", "aws"]);
+        assert_eq!(
+            p.needs_restart,
+            vec!["http", "aws", "daemon.worker_threads"]
+        );
     }
 
     #[test]

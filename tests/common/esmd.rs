@@ -81,9 +81,15 @@ impl Esmd {
                 dir.path().join("state.db").display()
             )
         });
-        let header = format!(
-            "[http]\nlisten = \"127.0.0.1:{port}\"\n{state}[daemon]\nshutdown_timeout_seconds = 10\n"
-        );
+        // A body with its own `[daemon]` gets the shutdown timeout there.
+        const DAEMON: &str = "[daemon]\nshutdown_timeout_seconds = 10\n";
+        let daemon = if body.contains("[daemon]\n") {
+            ""
+        } else {
+            DAEMON
+        };
+        let header = format!("[http]\nlisten = \"127.0.0.1:{port}\"\n{state}{daemon}");
+        let body = body.replacen("[daemon]\n", DAEMON, 1);
         let config_path = dir.path().join("esmd.toml");
         std::fs::write(&config_path, format!("{header}{body}")).expect("write config");
         let log = dir.path().join("esmd.log");

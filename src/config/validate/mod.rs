@@ -129,8 +129,16 @@ fn validate_daemon(raw: &RawConfig, problems: &mut Vec<ConfigProblem>) -> Daemon
         30,
         0..=3600,
     );
+    // 0, the default, is one per CPU core (tokio's own default).
+    let workers = daemon_problems.int_in(
+        "daemon.worker_threads",
+        raw.daemon.as_ref().and_then(|d| d.worker_threads),
+        0,
+        0..=1024,
+    );
     DaemonSettings {
         shutdown_timeout: Duration::from_secs(shutdown_secs as u64),
+        worker_threads: (workers > 0).then_some(workers as usize),
     }
 }
 

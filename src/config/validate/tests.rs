@@ -52,6 +52,18 @@ batch_size = 10
     ))
     .unwrap();
     assert_eq!(again.mappings[0].uuid, m.uuid);
+    assert_eq!(again.daemon.worker_threads, None, "one per core by default");
+}
+
+#[test]
+fn worker_threads_are_zero_for_one_per_core_or_a_count() {
+    let with = |n: &str| Config::parse(&format!("[daemon]\nworker_threads = {n}\n"));
+    assert_eq!(with("1").unwrap().daemon.worker_threads, Some(1));
+    assert_eq!(with("0").unwrap().daemon.worker_threads, None);
+    for bad in ["-1", "5000"] {
+        let e = with(bad).err().unwrap();
+        assert!(has(e.problems(), "daemon.worker_threads"), "{bad}: {e}");
+    }
 }
 
 #[test]
