@@ -1002,14 +1002,15 @@ async fn run_one(
             row.ratio_to_baseline = Some(e / b);
         }
     };
-    // esmd with its own client for the per-batch calls, where the lean loop ran.
+    // esmd in a sidecar's profile, where the lean loop ran: its own client for the per-batch
+    // calls, and one runtime thread.
     if backend.lean_measured(w) {
-        let lean = "[aws]\nclient = \"lean\"\n";
+        let lean = "[aws]\nclient = \"lean\"\n[daemon]\nworker_threads = 1\n";
         // Its own queue: the lean loop's source is `{tag}-lean`, and a long poll the killed
         // loop left on moto's side would take messages preloaded into a queue of that name.
         let (mut row, runner) = esmd.measure(&format!("{tag}-esmd-lean"), lean).await?;
         runner.stop();
-        row.runner = "esmd, client = lean".into();
+        row.runner = "esmd, sidecar (lean client, 1 thread)".into();
         ratio(&mut row);
         rows.push(row);
     }
