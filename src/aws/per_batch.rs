@@ -57,36 +57,28 @@ impl AwsContext {
                 message: e.to_string(),
             }
         };
+        // Each service's own resolver (the same rules, generated per service by the SDK).
+        macro_rules! resolve {
+            ($sdk:ident, $name:literal) => {{
+                use $sdk::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
+                let params = Params::builder()
+                    .region(region.to_string())
+                    .use_fips(fips)
+                    .use_dual_stack(dual_stack)
+                    .build()
+                    .map_err(|e| failed($name)(&e))?;
+                DefaultResolver::new().resolve_endpoint(&params).await
+            }};
+        }
         let endpoint = match service {
-            Service::Lambda => {
-                use aws_sdk_lambda::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
-                let params = Params::builder()
-                    .region(region.to_string())
-                    .use_fips(fips)
-                    .use_dual_stack(dual_stack)
-                    .build()
-                    .map_err(|e| failed("Lambda")(&e))?;
-                DefaultResolver::new().resolve_endpoint(&params).await
-            }
-            Service::Kinesis => {
-                use aws_sdk_kinesis::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
-                let params = Params::builder()
-                    .region(region.to_string())
-                    .use_fips(fips)
-                    .use_dual_stack(dual_stack)
-                    .build()
-                    .map_err(|e| failed("Kinesis")(&e))?;
-                DefaultResolver::new().resolve_endpoint(&params).await
-            }
-            _ => {
-                use aws_sdk_sqs::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
-                let params = Params::builder()
-                    .region(region.to_string())
-                    .use_fips(fips)
-                    .use_dual_stack(dual_stack)
-                    .build()
-                    .map_err(|e| failed("SQS")(&e))?;
-                DefaultResolver::new().resolve_endpoint(&params).await
+            Service::Sqs => resolve!(aws_sdk_sqs, "SQS"),
+            Service::Kinesis => resolve!(aws_sdk_kinesis, "Kinesis"),
+            Service::Lambda => resolve!(aws_sdk_lambda, "Lambda"),
+            other => {
+                return Err(AwsSetupError::Endpoint {
+                    service: other.env_suffix(),
+                    message: "esmd's lean client does not call this service".into(),
+                })
             }
         };
         Ok(endpoint.map_err(|e| failed("AWS")(&e))?.url().to_string())

@@ -108,9 +108,9 @@ pub(super) fn read_records(
 }
 
 /// Milliseconds since the epoch from awsJson's number of seconds, read from its decimal text
-/// (`1545084650.987`, or Kinesis's `1.545084650987E9`) and truncated as the SDK truncates.
-/// Exact where the SDK's reading through an `f64` can fall a millisecond short (it reads
-/// `1545084650.987` as `…650.986`).
+/// (`1545084650.987`, or Kinesis's `1.545084650987E9`), rounded to the nearest millisecond
+/// (Kinesis's own precision; moto writes microseconds) as [`super::nearest_millis`] rounds
+/// the SDK's reading.
 pub(super) fn epoch_millis(text: &str) -> Option<i64> {
     let (mantissa, exponent) = match text.find(['e', 'E']) {
         Some(at) => (&text[..at], text[at + 1..].parse::<i32>().ok()?),
@@ -128,12 +128,13 @@ pub(super) fn epoch_millis(text: &str) -> Option<i64> {
     let point = whole.len() as i64 + i64::from(exponent);
     let mut millis: i64 = 0;
     for (i, d) in digits.map(Some).chain(std::iter::repeat(None)).enumerate() {
+        let digit = i64::from(d.map_or(0, |d| d - b'0'));
         if i as i64 >= point + 3 {
-            break;
+            // The first digit after the milliseconds rounds them (a point moved far left
+            // leaves nothing to round).
+            return millis.checked_add(i64::from(digit >= 5 && i as i64 == point + 3));
         }
-        millis = millis
-            .checked_mul(10)?
-            .checked_add(i64::from(d.map_or(0, |d| d - b'0')))?;
+        millis = millis.checked_mul(10)?.checked_add(digit)?;
     }
     Some(millis)
 }

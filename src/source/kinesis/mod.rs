@@ -58,7 +58,7 @@ impl SdkKinesis {
             .map(|r| {
                 let arrival_millis = r
                     .approximate_arrival_timestamp()
-                    .and_then(|t| t.to_millis().ok())
+                    .and_then(nearest_millis)
                     .unwrap_or_else(|| Utc::now().timestamp_millis());
                 stream_record(
                     &KinesisRecord {
@@ -81,6 +81,14 @@ impl SdkKinesis {
             invoke_identity_arn: &self.invoke_identity_arn,
         }
     }
+}
+
+/// The SDK's timestamp to the nearest millisecond. Kinesis writes milliseconds, which the SDK
+/// reads through an `f64` a few nanoseconds short (`1545084650.987` as `…650.986999988`):
+/// truncated, as its `to_millis` does, the event would say `…650.986`.
+pub(crate) fn nearest_millis(t: &SdkDateTime) -> Option<i64> {
+    let rounded = (i64::from(t.subsec_nanos()) + 500_000) / 1_000_000;
+    t.secs().checked_mul(1000)?.checked_add(rounded)
 }
 
 /// A record as the shard machinery holds it: its position, its key, and its event.
