@@ -65,11 +65,7 @@ struct WireRecord<'a> {
 
 /// GetRecords' answer as the reader sees it. A record whose data is not base64 as the service
 /// writes it is refused with the whole answer, as the SDK refuses one it cannot decode.
-pub(super) fn read_records(
-    body: &[u8],
-    sdk: &SdkKinesis,
-    shard_id: &str,
-) -> Result<ReadBatch, StreamError> {
+fn read_records(body: &[u8], sdk: &SdkKinesis, shard_id: &str) -> Result<ReadBatch, StreamError> {
     let malformed = |e: &dyn std::fmt::Display| {
         StreamError::Transient(format!("Kinesis GetRecords: malformed response: {e}"))
     };
@@ -111,7 +107,7 @@ pub(super) fn read_records(
 /// (`1545084650.987`, or Kinesis's `1.545084650987E9`), rounded to the nearest millisecond
 /// (Kinesis's own precision; moto writes microseconds) as [`super::nearest_millis`] rounds
 /// the SDK's reading.
-pub(super) fn epoch_millis(text: &str) -> Option<i64> {
+fn epoch_millis(text: &str) -> Option<i64> {
     let (mantissa, exponent) = match text.find(['e', 'E']) {
         Some(at) => (&text[..at], text[at + 1..].parse::<i32>().ok()?),
         None => (text, 0),

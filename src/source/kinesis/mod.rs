@@ -133,8 +133,9 @@ pub(crate) fn stream_error(failure: AwsFailure) -> StreamError {
     }
 }
 
+/// An SDK timestamp as chrono's, by the same rounding as [`nearest_millis`].
 pub(crate) fn to_chrono(t: &SdkDateTime) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(t.to_millis().unwrap_or(0))
+    Utc.timestamp_millis_opt(nearest_millis(t).unwrap_or(0))
         .single()
         .unwrap_or_default()
 }

@@ -108,7 +108,7 @@ impl ShardReadFailed<'_> {
 pub(crate) struct ReceiveFailed<'a> {
     pub(crate) uuid: &'a str,
     pub(crate) error: &'a str,
-    pub(crate) retry_in: std::time::Duration,
+    pub(crate) retry_in: Duration,
 }
 
 impl ReceiveFailed<'_> {
