@@ -7,13 +7,13 @@
 use std::time::Duration;
 
 use crate::config::{MappingConfig, MAX_INVOKE_PAYLOAD_BYTES};
-use crate::payload::envelope_overhead;
 #[cfg(test)]
 use crate::payload::records_event;
+use crate::payload::{envelope_overhead, RecordJson};
 
 /// A record that knows its serialised event JSON.
 pub(crate) trait BatchRecord {
-    fn json(&self) -> &serde_json::value::RawValue;
+    fn json(&self) -> &RecordJson;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,18 +109,17 @@ impl<T: BatchRecord> Batch<T> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use serde_json::value::RawValue;
 
     #[derive(Debug)]
-    struct R(Box<RawValue>);
+    struct R(RecordJson);
     impl BatchRecord for R {
-        fn json(&self) -> &RawValue {
+        fn json(&self) -> &RecordJson {
             &self.0
         }
     }
     fn record(len: usize) -> R {
         // "\"xxxx\"" is len + 2 bytes
-        R(RawValue::from_string(format!("\"{}\"", "x".repeat(len.saturating_sub(2)))).unwrap())
+        R(RecordJson::serialize(&"x".repeat(len.saturating_sub(2))).unwrap())
     }
     fn limits(max_records: usize, max_bytes: usize) -> BatchLimits {
         BatchLimits {

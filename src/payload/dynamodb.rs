@@ -94,9 +94,7 @@ pub(crate) fn record_json(record: &DynamoDbRecord, stream_arn: &str, region: &st
         },
         event_source_arn: stream_arn,
     };
-    serde_json::value::to_raw_value(&outer).unwrap_or_else(|_| {
-        serde_json::value::RawValue::from_string("{}".into()).unwrap_or_default()
-    })
+    RecordJson::serialize(&outer).unwrap_or_else(|_| RecordJson(Box::from("{}")))
 }
 
 /// What a filter pattern sees: the record as sent (`eventName`, `dynamodb.*` with typed

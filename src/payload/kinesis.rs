@@ -132,13 +132,8 @@ pub(crate) fn record_json(record: &KinesisRecord<'_>, ctx: &KinesisContext<'_>) 
     out.extend_from_slice(br#","eventSourceARN":"#);
     json_string(&mut out, ctx.stream_arn);
     out.push(b'}');
-    // Every piece is valid JSON, so neither conversion fails.
-    String::from_utf8(out)
-        .ok()
-        .and_then(|json| serde_json::value::RawValue::from_string(json).ok())
-        .unwrap_or_else(|| {
-            serde_json::value::RawValue::from_string("{}".into()).unwrap_or_default()
-        })
+    // Every piece is UTF-8 JSON, so this does not fail.
+    RecordJson::written(out).unwrap_or_else(|| RecordJson(Box::from("{}")))
 }
 
 /// At least the rendered size when no string needs an escape: the fixed text (quotes and the

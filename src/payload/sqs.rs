@@ -197,7 +197,7 @@ pub(crate) fn record_json(
         event_source_arn: queue_arn,
         aws_region: region,
     };
-    serde_json::value::to_raw_value(&record)
+    RecordJson::serialize(&record)
 }
 
 fn hex_md5(bytes: &[u8]) -> String {

@@ -4,10 +4,9 @@
 //! `eventSourceARN`, `isFinalInvokeForWindow` and `isWindowTerminatedEarly`; the function must
 //! answer with a `state` object (and may add `batchItemFailures`).
 
-use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::RECORDS_SUFFIX;
+use super::{RecordJson, RECORDS_SUFFIX};
 use crate::checkpoint::WindowState;
 
 /// What one windowed invocation says about the window besides its records.
@@ -23,7 +22,7 @@ pub(crate) struct WindowFields<'a> {
 /// Builds a windowed event from already-serialised records.
 pub(crate) fn window_event<'a, I>(records: I, fields: &WindowFields<'_>) -> Vec<u8>
 where
-    I: IntoIterator<Item = &'a RawValue>,
+    I: IntoIterator<Item = &'a RecordJson>,
     I::IntoIter: Clone,
 {
     let tail = serde_json::json!({
@@ -86,7 +85,7 @@ mod tests {
             end: chrono::Utc.with_ymd_and_hms(2024, 6, 10, 6, 16, 0).unwrap(),
             state: serde_json::json!({"th-42": 17}),
         };
-        let record = RawValue::from_string(r#"{"a":1}"#.into()).unwrap();
+        let record = RecordJson::serialize(&serde_json::json!({"a": 1})).unwrap();
         let fields = WindowFields {
             window: &window,
             shard_id: "shardId-000000000003",
@@ -94,8 +93,7 @@ mod tests {
             is_final: false,
             terminated_early: false,
         };
-        let event: Value =
-            serde_json::from_slice(&window_event([record.as_ref()], &fields)).unwrap();
+        let event: Value = serde_json::from_slice(&window_event([&record], &fields)).unwrap();
         assert_eq!(
             event,
             serde_json::json!({

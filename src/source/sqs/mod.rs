@@ -61,7 +61,7 @@ struct Received {
 }
 
 impl BatchRecord for Received {
-    fn json(&self) -> &serde_json::value::RawValue {
+    fn json(&self) -> &RecordJson {
         &self.json
     }
 }

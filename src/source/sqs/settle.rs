@@ -23,7 +23,7 @@ impl SqsSource {
     ) -> futures::future::BoxFuture<'a, ()> {
         Box::pin(async move {
             let payload = Bytes::from(crate::payload::records_event(
-                records.iter().map(|r| r.json.as_ref()),
+                records.iter().map(|r| &r.json),
             ));
             let oldest = records
                 .iter()

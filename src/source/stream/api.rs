@@ -52,7 +52,7 @@ pub(crate) struct StreamRecord {
 }
 
 impl crate::batch::BatchRecord for StreamRecord {
-    fn json(&self) -> &serde_json::value::RawValue {
+    fn json(&self) -> &RecordJson {
         &self.json
     }
 }

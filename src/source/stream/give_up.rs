@@ -109,8 +109,8 @@ impl Processor {
             last_arrival: last.arrival,
             batch_size: slice.len(),
         };
-        let event = String::from_utf8_lossy(&records_event(slice.iter().map(|r| r.json.as_ref())))
-            .into_owned();
+        let event =
+            String::from_utf8_lossy(&records_event(slice.iter().map(|r| &r.json))).into_owned();
         Delivery {
             record: failed.to_json(None),
             s3_key: failed.s3_key(&self.mapping.uuid),

@@ -270,10 +270,10 @@ impl Processor {
     ) -> Option<(Attempt, String)> {
         let payload = Bytes::from(match window.as_deref() {
             Some(w) => window_event(
-                slice.iter().map(|r| r.json.as_ref()),
+                slice.iter().map(|r| &r.json),
                 &self.window_fields(shard_id, w, false, false),
             ),
-            None => records_event(slice.iter().map(|r| r.json.as_ref())),
+            None => records_event(slice.iter().map(|r| &r.json)),
         });
         let in_flight = self.status.metrics.in_flight();
         let outcome = tokio::select! {

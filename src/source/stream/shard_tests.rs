@@ -203,7 +203,8 @@ impl StreamApi for Endless {
                 sequence_number: SequenceNumber::parse((n * 10 + i).to_string()).unwrap(),
                 key: "k".into(),
                 arrival: chrono::Utc::now(),
-                json: serde_json::value::to_raw_value(&serde_json::json!({ "i": i })).unwrap(),
+                json: crate::payload::RecordJson::serialize(&serde_json::json!({ "i": i }))
+                    .unwrap(),
             })
             .collect();
         Box::pin(async move {

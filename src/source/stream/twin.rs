@@ -102,7 +102,7 @@ fn record(seq: u64, key: &str, data: &str, arrival: DateTime<Utc>) -> StreamReco
         sequence_number: SequenceNumber::parse(seq.to_string()).unwrap_or_else(|_| unreachable!()),
         key: key.to_string(),
         arrival,
-        json: serde_json::value::to_raw_value(&json).unwrap_or_else(|_| unreachable!()),
+        json: crate::payload::RecordJson::serialize(&json).unwrap_or_else(|_| unreachable!()),
     }
 }
 

@@ -81,7 +81,7 @@ fn records(n: usize) -> Vec<StreamRecord> {
             sequence_number: SequenceNumber::parse(i.to_string()).unwrap(),
             key: format!("k{}", i % 3),
             arrival: Utc::now(),
-            json: serde_json::value::to_raw_value(&serde_json::json!({"seq": i.to_string()}))
+            json: crate::payload::RecordJson::serialize(&serde_json::json!({"seq": i.to_string()}))
                 .unwrap(),
         })
         .collect()
