@@ -82,7 +82,7 @@ where
     let (count, bytes) = records
         .clone()
         .fold((0, 0), |(n, b), r| (n + 1, b + r.get().len()));
-    let mut out = Vec::with_capacity(bytes + envelope_overhead(count) + spare);
+    let mut out = crate::memory::take(bytes + envelope_overhead(count) + spare);
     out.extend_from_slice(RECORDS_PREFIX);
     for (i, r) in records.enumerate() {
         if i > 0 {

@@ -139,8 +139,8 @@ impl SignedClient {
             let read = if declared.is_some_and(|n| n > limit) {
                 None
             } else {
-                match http_body_util::Limited::new(body, limit).collect().await {
-                    Ok(b) => Some(b.to_bytes()),
+                match read_body(body, limit, declared).await {
+                    Ok(b) => Some(b),
                     Err(e) if e.is::<http_body_util::LengthLimitError>() => None,
                     Err(e) => {
                         return Err(transient(format!("{}: reading the answer: {e}", what())))
@@ -228,6 +228,27 @@ impl SignedClient {
             .body(Full::new(body))
             .map_err(|e| rejected(format!("{uri}: {e}")))
     }
+}
+
+/// An answer's body, at most `limit` bytes. One that declares a large length is read into a
+/// pooled buffer ([`crate::memory::take`]; GetRecords answers are megabytes), which goes
+/// back to the pool when the answer is dropped; a small one is hyper's own chunks.
+async fn read_body(
+    body: hyper::body::Incoming,
+    limit: usize,
+    declared: Option<usize>,
+) -> Result<Bytes, Box<dyn std::error::Error + Send + Sync>> {
+    let mut body = http_body_util::Limited::new(body, limit);
+    let Some(length) = declared.filter(|&n| n >= crate::memory::POOLED_MIN) else {
+        return Ok(body.collect().await?.to_bytes());
+    };
+    let mut buffer = crate::memory::take(length);
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            buffer.extend_from_slice(&data);
+        }
+    }
+    Ok(crate::memory::into_bytes(buffer))
 }
 
 fn failure(class: FailureClass, message: String) -> AwsFailure {

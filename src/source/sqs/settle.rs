@@ -22,7 +22,7 @@ impl SqsSource {
         records: Vec<Received>,
     ) -> futures::future::BoxFuture<'a, ()> {
         Box::pin(async move {
-            let payload = Bytes::from(crate::payload::records_event(
+            let payload = crate::memory::into_bytes(crate::payload::records_event(
                 records.iter().map(|r| &r.json),
             ));
             let oldest = records

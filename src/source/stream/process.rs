@@ -98,7 +98,7 @@ impl Processor {
         window: &WindowState,
         terminated_early: bool,
     ) -> bool {
-        let payload = Bytes::from(window_event(
+        let payload = crate::memory::into_bytes(window_event(
             [],
             &self.window_fields(shard_id, window, true, terminated_early),
         ));
@@ -268,7 +268,7 @@ impl Processor {
         slice: &[StreamRecord],
         window: Option<&mut WindowState>,
     ) -> Option<(Attempt, String)> {
-        let payload = Bytes::from(match window.as_deref() {
+        let payload = crate::memory::into_bytes(match window.as_deref() {
             Some(w) => window_event(
                 slice.iter().map(|r| &r.json),
                 &self.window_fields(shard_id, w, false, false),

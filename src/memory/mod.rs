@@ -14,7 +14,13 @@
 //! in the first place: glibc's dynamic mmap threshold rises to the size of each large block
 //! freed, after which such blocks come from the arenas and fragment them (after a 30,000-record
 //! Kinesis backlog, 12.9 MB of arena pages stayed resident around 4.6 MB in use).
-//! [`configure_allocator`] fixes the threshold, so those blocks are mapped and unmapped.
+//! [`configure_allocator`] fixes the threshold, so those blocks are mapped and unmapped. The
+//! hot paths reuse theirs from a bounded pool ([`buffers`]) instead of mapping fresh pages
+//! for each; the trimmer empties the pool before it trims.
+
+mod buffers;
+
+pub(crate) use buffers::{into_bytes, take, POOLED_MIN};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
@@ -88,7 +94,12 @@ pub(crate) fn note_work() {
 
 /// The process's trimmer (spawned once by `esmd run`).
 pub(crate) async fn release_after_bursts(shutdown: CancellationToken) {
-    global().run(shutdown, malloc_trim).await;
+    global()
+        .run(shutdown, || {
+            buffers::release();
+            malloc_trim();
+        })
+        .await;
 }
 
 /// Blocks at least this large are mapped for themselves and returned to the OS when freed.
