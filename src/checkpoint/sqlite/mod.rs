@@ -8,11 +8,13 @@ use futures::future::BoxFuture;
 use rusqlite::{params, Connection, OptionalExtension};
 
 mod catalog;
+mod group;
 mod lock;
 mod rows;
 
+use group::{Write, Writer};
 pub(crate) use lock::StoreLock;
-use rows::{now, read_shards, reset, storage, write_checkpoint, Row, SCHEMA};
+use rows::{now, read_shards, reset, storage, Row, SCHEMA};
 
 use super::{
     CheckpointError, CheckpointStore, RestartAt, SequenceNumber, ShardCheckpoint, ShardLease,
@@ -23,6 +25,8 @@ use super::{
 #[derive(Clone)]
 pub(crate) struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// Checkpoint writes, committed in groups.
+    writer: Arc<Writer>,
     owner: String,
     /// The file, named in every error a call returns (`:memory:` in tests).
     path: Arc<str>,
@@ -81,6 +85,7 @@ impl SqliteStore {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            writer: Arc::default(),
             owner: format!("{host}:{}", std::process::id()),
             path: path.into(),
         })
@@ -99,11 +104,21 @@ impl SqliteStore {
         })
         .await
         .map_err(storage)?;
-        // A disk that is full or failing: name the file, so the operator knows where to look.
-        result.map_err(|e| match e {
+        result.map_err(|e| self.named(e))
+    }
+
+    /// A checkpoint write, committed with any others that are waiting ([`group`]).
+    async fn write(&self, write: Write) -> Result<(), CheckpointError> {
+        let result = self.writer.write(&self.conn, write).await;
+        result.map_err(|e| self.named(e))
+    }
+
+    /// A disk that is full or failing: name the file, so the operator knows where to look.
+    fn named(&self, e: CheckpointError) -> CheckpointError {
+        match e {
             CheckpointError::Storage(m) => CheckpointError::Storage(format!("{}: {m}", self.path)),
             other => other,
-        })
+        }
     }
 
     /// A mapping's shards, without a runtime (for tests of old stores).
@@ -263,9 +278,11 @@ impl CheckpointStore for SqliteStore {
         lease: &'a ShardLease,
         sequence_number: &'a SequenceNumber,
     ) -> BoxFuture<'a, Result<(), CheckpointError>> {
-        let lease = lease.clone();
-        let proposed = sequence_number.clone();
-        Box::pin(self.with(move |conn, _| write_checkpoint(conn, &lease, Some(&proposed), None)))
+        Box::pin(self.write(Write {
+            lease: lease.clone(),
+            proposed: Some(sequence_number.clone()),
+            window: None,
+        }))
     }
 
     fn save_window<'a>(
@@ -274,11 +291,10 @@ impl CheckpointStore for SqliteStore {
         sequence_number: Option<&'a SequenceNumber>,
         window: Option<&'a WindowState>,
     ) -> BoxFuture<'a, Result<(), CheckpointError>> {
-        let lease = lease.clone();
-        let proposed = sequence_number.cloned();
-        let window = window.cloned();
-        Box::pin(self.with(move |conn, _| {
-            write_checkpoint(conn, &lease, proposed.as_ref(), Some(window.as_ref()))
+        Box::pin(self.write(Write {
+            lease: lease.clone(),
+            proposed: sequence_number.cloned(),
+            window: Some(window.cloned()),
         }))
     }
 

@@ -112,13 +112,15 @@ impl Row {
 
 /// Checks the lease and, when `proposed` is given, that it does not move backwards; then
 /// writes the checkpoint (and the window, when `window` is `Some`).
-pub(super) fn write_checkpoint(
-    conn: &mut Connection,
+/// Checks one checkpoint write against the shard's row (the lease it was read under, never
+/// backwards) and applies it, inside `tx`, which the caller commits (`group` commits several
+/// in one transaction). A refused write changes nothing.
+pub(super) fn apply_checkpoint(
+    tx: &rusqlite::Transaction<'_>,
     lease: &ShardLease,
     proposed: Option<&SequenceNumber>,
     window: Option<Option<&WindowState>>,
 ) -> Result<(), CheckpointError> {
-    let tx = conn.transaction().map_err(storage)?;
     // Statements prepared once per connection: this runs after every batch.
     let row: Option<(Option<String>, Option<String>, i64)> = tx
         .prepare_cached(
@@ -185,7 +187,7 @@ pub(super) fn write_checkpoint(
         )
         .map_err(storage)?;
     }
-    tx.commit().map_err(storage)
+    Ok(())
 }
 
 pub(super) fn reset(conn: &mut Connection, uuid: &str) -> Result<usize, CheckpointError> {
