@@ -56,8 +56,12 @@ impl Writer {
             !std::mem::replace(&mut queue.committing, true)
         };
         if start {
-            let (writer, conn) = (Arc::clone(self), Arc::clone(conn));
-            tokio::task::spawn_blocking(move || writer.commit_queued(&conn));
+            let committer = Committer {
+                writer: Arc::clone(self),
+                conn: Arc::clone(conn),
+                finished: false,
+            };
+            tokio::task::spawn_blocking(move || committer.run());
         }
         result
             .await
@@ -66,7 +70,6 @@ impl Writer {
 
     /// Commits what is queued, a group at a time, until the queue is empty.
     fn commit_queued(&self, conn: &Mutex<Connection>) {
-        let _reset = ResetOnPanic(self);
         loop {
             // The connection first: writes queued while another call holds it join this group.
             let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
@@ -105,14 +108,26 @@ impl Writer {
     }
 }
 
-/// If a committer panics, its queued writers are told (their senders are dropped) and the
-/// next write starts a new committer.
-struct ResetOnPanic<'a>(&'a Writer);
+/// The blocking task that drains the queue. If it panics, or is dropped without running (a
+/// runtime shutting down), the queued writers are told (their senders are dropped: "the
+/// checkpoint writer stopped") and the next write starts a new committer.
+struct Committer {
+    writer: Arc<Writer>,
+    conn: Arc<Mutex<Connection>>,
+    finished: bool,
+}
 
-impl Drop for ResetOnPanic<'_> {
+impl Committer {
+    fn run(mut self) {
+        self.writer.commit_queued(&self.conn);
+        self.finished = true;
+    }
+}
+
+impl Drop for Committer {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            let mut queue = self.0.lock();
+        if !self.finished {
+            let mut queue = self.writer.lock();
             queue.committing = false;
             queue.writes.clear();
         }
@@ -153,6 +168,7 @@ fn commit_group<'a>(
 #[cfg(test)]
 mod tests {
     use super::super::SqliteStore;
+    use super::{Committer, Write};
     use crate::checkpoint::{CheckpointError, CheckpointStore, SequenceNumber};
 
     fn seq(s: &str) -> SequenceNumber {
@@ -219,5 +235,38 @@ mod tests {
             .collect();
         let expected = ["60", "20", "30", "5"].map(|s| Some(s.to_string()));
         assert_eq!(stored, expected);
+    }
+
+    /// A committer dropped without running (a runtime shutting down) fails the writes it was
+    /// to commit, and the next write starts another: nothing waits forever.
+    #[tokio::test]
+    async fn a_committer_that_never_runs_fails_its_writes_and_the_next_write_goes_on() {
+        let store = SqliteStore::in_memory().unwrap();
+        store.bind_mapping("m", "arn:s").await.unwrap();
+        let (lease, _) = store.acquire("m", "shard-0").await.unwrap().unwrap();
+        let (done, result) = tokio::sync::oneshot::channel();
+        {
+            let mut queue = store.writer.lock();
+            let write = Write {
+                lease: lease.clone(),
+                proposed: Some(seq("1")),
+                window: None,
+            };
+            queue.writes.push((write, done));
+            queue.committing = true;
+        }
+        drop(Committer {
+            writer: store.writer.clone(),
+            conn: store.conn.clone(),
+            finished: false,
+        });
+        let told = tokio::time::timeout(std::time::Duration::from_secs(10), result).await;
+        assert!(matches!(told, Ok(Err(_))), "the writer is told");
+        let two = seq("2");
+        let next = store.checkpoint(&lease, &two);
+        tokio::time::timeout(std::time::Duration::from_secs(10), next)
+            .await
+            .expect("the next write is committed")
+            .unwrap();
     }
 }
