@@ -1,8 +1,8 @@
 //! The event JSON esmd sends to functions, and the parsing of what functions send back.
 //!
 //! Each record is serialised exactly once, when it is received, into a [`RecordJson`]; a batch
-//! payload is then only those bytes joined into `{"Records":[…]}`, in one buffer allocated at
-//! its final size. That makes the 6 MB limit exact (the batch knows its size before it is
+//! payload is then only those bytes joined into `{"Records":[…]}`, in one buffer with room
+//! for its final size. That makes the 6 MB limit exact (the batch knows its size before it is
 //! built) and keeps record bodies from being copied or re-encoded per invocation. Field names and order follow AWS's own events
 //! byte-for-byte; golden tests in `tests/` compare them with AWS's documented examples.
 
@@ -61,9 +61,10 @@ pub(crate) fn envelope_overhead(count: usize) -> usize {
     RECORDS_PREFIX.len() + RECORDS_SUFFIX.len() + count.saturating_sub(1)
 }
 
-/// Joins already-serialised records into an invocation payload, in a buffer allocated once at
+/// Joins already-serialised records into an invocation payload, in one buffer with room for
 /// its final size (a batch of 100 Kinesis records is 200 KB; growing to it by doubling copied
-/// it six times over, each time into freshly mapped pages).
+/// it six times over, each time into freshly mapped pages). A large buffer comes from the
+/// pool ([`crate::memory::take`]); [`crate::memory::into_bytes`] gives it back once sent.
 pub(crate) fn records_event<'a, I>(records: I) -> Vec<u8>
 where
     I: IntoIterator<Item = &'a RecordJson>,
