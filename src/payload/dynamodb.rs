@@ -94,7 +94,7 @@ pub(crate) fn record_json(record: &DynamoDbRecord, stream_arn: &str, region: &st
         },
         event_source_arn: stream_arn,
     };
-    RecordJson::serialize(&outer).unwrap_or_else(|_| RecordJson(Box::from("{}")))
+    RecordJson::serialize(&outer).unwrap_or_else(|_| RecordJson::empty())
 }
 
 /// What a filter pattern sees: the record as sent (`eventName`, `dynamodb.*` with typed

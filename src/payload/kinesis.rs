@@ -132,8 +132,7 @@ pub(crate) fn record_json(record: &KinesisRecord<'_>, ctx: &KinesisContext<'_>) 
     out.extend_from_slice(br#","eventSourceARN":"#);
     json_string(&mut out, ctx.stream_arn);
     out.push(b'}');
-    // Every piece is UTF-8 JSON, so this does not fail.
-    RecordJson::written(out).unwrap_or_else(|| RecordJson(Box::from("{}")))
+    RecordJson::written(out)
 }
 
 /// At least the rendered size when no string needs an escape: the fixed text (quotes and the

@@ -31,14 +31,22 @@ impl RecordJson {
         serde_json::to_string(value).map(|s| RecordJson(s.into_boxed_str()))
     }
 
-    /// What a writer of this module produced as JSON; `None` if it is not UTF-8.
-    fn written(bytes: Vec<u8>) -> Option<Self> {
-        let text = String::from_utf8(bytes).ok()?;
+    /// What a writer of this module produced as JSON ([`RecordJson::empty`] if it is not
+    /// UTF-8, which its pieces, all UTF-8, rule out).
+    fn written(bytes: Vec<u8>) -> Self {
+        let Ok(text) = String::from_utf8(bytes) else {
+            return Self::empty();
+        };
         debug_assert!(
             serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok(),
             "a record writer produced invalid JSON: {text}"
         );
-        Some(RecordJson(text.into_boxed_str()))
+        RecordJson(text.into_boxed_str())
+    }
+
+    /// `{}`: what a record that could not be serialised is sent as.
+    fn empty() -> Self {
+        RecordJson(Box::from("{}"))
     }
 
     /// The JSON text.
