@@ -308,10 +308,12 @@ async fn bisection_isolates_one_poison_record_and_reports_it_to_sns() {
     bisection_with("").await;
 }
 
-/// `[aws] client = "lean"`: GetRecords and Invoke through esmd's own signed client.
+/// A sidecar's profile: GetRecords and Invoke through esmd's own signed client (`[aws]
+/// client = "lean"`), every task on one thread (`worker_threads = 1`, tokio's current-thread
+/// scheduler) while checkpoints commit on a blocking thread.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bisection_with_the_lean_client() {
-    bisection_with("[aws]\nclient = \"lean\"\n").await;
+    bisection_with("[aws]\nclient = \"lean\"\n[daemon]\nworker_threads = 1\n").await;
 }
 
 async fn bisection_with(aws: &str) {

@@ -151,10 +151,17 @@ fn run(path: &Path) -> anyhow::Result<()> {
     // The configuration first: it sizes the runtime. Then the signal handlers, before any
     // mapping starts: a SIGTERM during startup must drain, not kill.
     let config = Config::load(path)?;
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(workers) = config.daemon.worker_threads {
-        runtime.worker_threads(workers);
-    }
+    // One worker: every task on the main thread (tokio's current-thread scheduler), with no
+    // hand-offs between a worker and the thread that waits on the root future.
+    let mut runtime = match config.daemon.worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(workers) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(workers);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let runtime = runtime
         .enable_all()
         .build()

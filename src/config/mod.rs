@@ -101,7 +101,8 @@ pub(crate) enum AwsClient {
 pub(crate) struct DaemonSettings {
     /// How long in-flight invocations may run after SIGTERM before esmd gives up on them.
     pub(crate) shutdown_timeout: Duration,
-    /// The async runtime's worker threads; `None`: one per CPU core. Read at start only.
+    /// The async runtime's worker threads; `None`: one per CPU core; `Some(1)`: the
+    /// current-thread scheduler on the main thread. Read at start only.
     pub(crate) worker_threads: Option<usize>,
 }
 
