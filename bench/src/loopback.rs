@@ -102,16 +102,46 @@ fn ok(body: Value) -> Response {
     (StatusCode::OK, body.to_string()).into_response()
 }
 
+/// A slow backend on loopback: every answer waits `delay`, and with `close` the server closes
+/// the connection after it (moto's Werkzeug server answers `Connection: close` to every
+/// request). The two together separate what a slow answer costs a client from what a new
+/// connection per request costs it.
+#[derive(Clone, Copy, Debug)]
+pub struct Pace {
+    pub delay: Duration,
+    pub close: bool,
+}
+
 impl Loopback {
     /// Starts serving on a free loopback port; returns the backend and its endpoint URL.
     pub async fn start() -> anyhow::Result<(Arc<Loopback>, String)> {
+        Self::start_paced(None).await
+    }
+
+    /// [`Loopback::start`], each answer paced by `pace` if given.
+    pub async fn start_paced(pace: Option<Pace>) -> anyhow::Result<(Arc<Loopback>, String)> {
         let backend = Arc::new(Loopback::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         *backend.base_url.lock().unwrap_or_else(|e| e.into_inner()) = url.clone();
-        let app = axum::Router::new()
+        let mut app = axum::Router::new()
             .fallback(dispatch)
             .with_state(Arc::clone(&backend));
+        if let Some(pace) = pace {
+            app = app.layer(axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| async move {
+                    tokio::time::sleep(pace.delay).await;
+                    let mut response = next.run(request).await;
+                    if pace.close {
+                        response.headers_mut().insert(
+                            axum::http::header::CONNECTION,
+                            axum::http::HeaderValue::from_static("close"),
+                        );
+                    }
+                    response
+                },
+            ));
+        }
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });

@@ -37,8 +37,9 @@ enum Command {
         /// A few hundred records, short idle: checks that the benchmark still works.
         #[arg(long)]
         smoke: bool,
-        /// Backends: loopback, moto (comma-separated).
-        #[arg(long, default_value = "loopback,moto")]
+        /// Backends (comma-separated): loopback; slow and slow-close, the loopback answering
+        /// after 100 ms on kept-alive connections or closing each one; moto.
+        #[arg(long, default_value = "loopback,slow,slow-close,moto")]
         backends: String,
         /// Where the JSON results go.
         #[arg(long, default_value = "bench/results/latest.json")]

@@ -22,6 +22,9 @@ use crate::report::Row;
 const REGION: &str = "us-east-1";
 const ACCOUNT: &str = "123456789012";
 const RECORD_BYTES: usize = 1024;
+/// How long the slow backends take to answer each request: a slow service's pace, three
+/// orders of magnitude above the plain loopback's.
+const SLOW_ANSWER: Duration = Duration::from_millis(100);
 
 pub struct Settings {
     pub smoke: bool,
@@ -178,6 +181,8 @@ pub struct Backend {
     pub name: &'static str,
     pub url: String,
     pub loopback: Option<Arc<Loopback>>,
+    /// A loopback backend that answers slowly (the slow-backend rows only).
+    paced: bool,
     moto: Option<Child>,
     sdk: aws_config::SdkConfig,
 }
@@ -199,6 +204,29 @@ impl Backend {
             sdk: sdk_config(&url).await,
             url,
             loopback: Some(state),
+            paced: false,
+            moto: None,
+        })
+    }
+
+    /// The loopback backend answering each request after [`SLOW_ANSWER`], with kept-alive
+    /// connections or (`close`) a new connection per request as moto makes its clients open.
+    async fn slow(close: bool) -> anyhow::Result<Backend> {
+        let pace = crate::loopback::Pace {
+            delay: SLOW_ANSWER,
+            close,
+        };
+        let (state, url) = Loopback::start_paced(Some(pace)).await?;
+        Ok(Backend {
+            name: if close {
+                "loopback-100ms-close"
+            } else {
+                "loopback-100ms"
+            },
+            sdk: sdk_config(&url).await,
+            url,
+            loopback: Some(state),
+            paced: true,
             moto: None,
         })
     }
@@ -222,12 +250,14 @@ impl Backend {
             sdk: sdk_config(&url).await,
             url,
             loopback: None,
+            paced: false,
             moto: Some(child),
         })
     }
 
     /// Where the lean loop runs beside the SDK loop: every SQS and Kinesis workload on the
-    /// loopback backend, and the 600-message run on moto (moto's other runs take minutes).
+    /// loopback backend, and the 600-message run on moto and the slow backends (moto's other
+    /// runs take minutes).
     fn lean_measured(&self, w: &Workload) -> bool {
         match w {
             Workload::Sqs { concurrency, .. } => self.loopback.is_some() || concurrency.is_some(),
@@ -238,13 +268,31 @@ impl Backend {
 
     fn supports(&self, w: &Workload) -> bool {
         match w {
-            // A slow backend's cost per request: the 600-message run is for moto.
+            // A slow backend's cost per request: the 600-message run is for moto and the slow
+            // backends, and the only one they run.
             Workload::Sqs {
                 concurrency: Some(_),
                 ..
-            } => self.loopback.is_none(),
+            } => self.loopback.is_none() || self.paced,
+            _ if self.paced => false,
             Workload::DynamoDb => self.loopback.is_none(),
             _ => true,
+        }
+    }
+
+    /// Records for a throughput run of `w`.
+    fn records(&self, settings: &Settings, w: &Workload) -> usize {
+        match w {
+            Workload::Sqs {
+                concurrency: Some(_),
+                ..
+            } if settings.smoke => 100,
+            Workload::Sqs {
+                concurrency: Some(_),
+                ..
+            } => 600,
+            _ if self.loopback.is_some() => settings.records_loopback,
+            _ => settings.records_moto,
         }
     }
 }
@@ -737,8 +785,16 @@ fn start_baseline(
 ) -> Option<anyhow::Result<Runner>> {
     let mut cmd = Command::new(&settings.self_exe);
     match (w, source) {
-        (Workload::Sqs { batch, .. }, Source::Queue { url, .. }) => {
-            cmd.args(["baseline-sqs", url, "bench", &batch.to_string(), "10"]);
+        (
+            Workload::Sqs {
+                batch, concurrency, ..
+            },
+            Source::Queue { url, .. },
+        ) => {
+            // As many loops as esmd may run batches at once: 10 without a concurrency bound
+            // (more pollers than the rows need), esmd's bound where the workload sets one.
+            let loops = concurrency.unwrap_or(10).to_string();
+            cmd.args(["baseline-sqs", url, "bench", &batch.to_string(), &loops]);
         }
         (Workload::Kinesis { .. }, Source::Stream { name, .. }) => {
             cmd.args(["baseline-kinesis", name, "bench", "100", &count.to_string()]);
@@ -866,7 +922,9 @@ pub async fn run_all(settings: &Settings, backends: &[String]) -> anyhow::Result
         let backend = match name.as_str() {
             "loopback" => Backend::loopback().await?,
             "moto" => Backend::moto(&settings.moto).await?,
-            other => anyhow::bail!("unknown backend {other} (loopback, moto)"),
+            "slow" => Backend::slow(false).await?,
+            "slow-close" => Backend::slow(true).await?,
+            other => anyhow::bail!("unknown backend {other} (loopback, slow, slow-close, moto)"),
         };
         for (n, w) in WORKLOADS.iter().enumerate() {
             if !backend.supports(w) || !settings.selected(&w.name()) {
@@ -948,23 +1006,7 @@ async fn run_one(
             .await
             .map(|r| vec![r]);
     }
-    let count = match (backend.loopback.is_some(), w) {
-        (true, _) => settings.records_loopback,
-        (
-            false,
-            Workload::Sqs {
-                concurrency: Some(_),
-                ..
-            },
-        ) => {
-            if settings.smoke {
-                100
-            } else {
-                600
-            }
-        }
-        (false, _) => settings.records_moto,
-    };
+    let count = backend.records(settings, w);
     let timeout = Duration::from_secs(if settings.smoke { 300 } else { 900 });
     let mut rows = Vec::new();
 
