@@ -118,11 +118,13 @@ impl Backend {
             Workload::Sqs {
                 concurrency: Some(_),
                 ..
-            } if settings.smoke => 100,
-            Workload::Sqs {
-                concurrency: Some(_),
-                ..
-            } => 600,
+            } => {
+                if settings.smoke {
+                    100
+                } else {
+                    600
+                }
+            }
             _ if self.loopback.is_some() => settings.records_loopback,
             _ => settings.records_moto,
         }

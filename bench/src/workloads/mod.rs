@@ -31,7 +31,8 @@ const REGION: &str = "us-east-1";
 const ACCOUNT: &str = "123456789012";
 const RECORD_BYTES: usize = 1024;
 /// How long the slow backends take to answer each request: a slow service's pace, three
-/// orders of magnitude above the plain loopback's.
+/// orders of magnitude above the plain loopback's. The slow backends' names (`loopback-100ms`)
+/// say it: change both together.
 const SLOW_ANSWER: Duration = Duration::from_millis(100);
 
 pub struct Settings {
