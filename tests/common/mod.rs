@@ -1,6 +1,7 @@
 //! The integration-test harness, by concern: [`moto`] (the AWS side), [`function`] (a
 //! test-owned endpoint speaking the Lambda Invoke API), [`esmd`] (the real binary as a child
-//! process), [`queues`] and [`streams`] (resources in moto), and the waiting helpers below.
+//! process), [`queues`] and [`streams`] (resources in moto), [`tls`] (https in front of
+//! them), and the waiting helpers below.
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,6 +12,7 @@ mod moto;
 mod queues;
 mod recordings;
 mod streams;
+mod tls;
 
 // Each test crate uses its own part of the harness.
 #[allow(unused_imports)]
@@ -27,6 +29,8 @@ pub use queues::*;
 pub use recordings::*;
 #[allow(unused_imports)]
 pub use streams::*;
+#[allow(unused_imports)]
+pub use tls::*;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
