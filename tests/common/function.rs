@@ -102,31 +102,16 @@ impl FunctionServer {
             behaviour: Arc::new(behaviour),
         };
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                addr_tx
-                    .send(listener.local_addr().expect("addr"))
-                    .expect("send addr");
-                let app = Router::new()
-                    .route("/2015-03-31/functions/{name}/invocations", post(invoke))
-                    .with_state(state);
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop_rx.await;
-                    })
-                    .await;
-            });
+        let addr = super::serve_on_own_thread(move |listener| async move {
+            let app = Router::new()
+                .route("/2015-03-31/functions/{name}/invocations", post(invoke))
+                .with_state(state);
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_rx.await;
+                })
+                .await;
         });
-        let addr = addr_rx.recv().expect("function server address");
         FunctionServer {
             endpoint: format!("http://{addr}"),
             calls,

@@ -132,6 +132,33 @@ fn dechunk(head: &str, body: String) -> String {
     out
 }
 
+/// Runs `serve` on a loopback listener on a thread and runtime of its own (so tests of any
+/// flavour can use it); returns the listener's address once it is bound.
+pub fn serve_on_own_thread<F, Fut>(serve: F) -> std::net::SocketAddr
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            addr_tx
+                .send(listener.local_addr().expect("addr"))
+                .expect("send addr");
+            serve(listener).await;
+        });
+    });
+    addr_rx.recv().expect("server address")
+}
+
 /// Blocks on a future from a sync test.
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()

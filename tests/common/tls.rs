@@ -62,7 +62,7 @@ pub struct TlsProxy {
 }
 
 impl TlsProxy {
-    /// Runs on its own thread and runtime, like [`FunctionServer`].
+    /// Runs on a thread and runtime of its own, like [`FunctionServer`].
     pub fn start(ca: &TestCa, upstream: &str) -> TlsProxy {
         let upstream = upstream
             .strip_prefix("http://")
@@ -73,44 +73,29 @@ impl TlsProxy {
         let handshakes = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&handshakes);
         let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                addr_tx
-                    .send(listener.local_addr().expect("addr"))
-                    .expect("send addr");
-                loop {
-                    let (tcp, _) = tokio::select! {
-                        accepted = listener.accept() => match accepted {
-                            Ok(a) => a,
-                            Err(_) => continue,
-                        },
-                        _ = &mut stop_rx => return,
+        let addr = super::serve_on_own_thread(move |listener| async move {
+            loop {
+                let (tcp, _) = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok(a) => a,
+                        Err(_) => continue,
+                    },
+                    _ = &mut stop_rx => return,
+                };
+                let (acceptor, upstream, counted) =
+                    (acceptor.clone(), upstream.clone(), Arc::clone(&counted));
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
                     };
-                    let (acceptor, upstream, counted) =
-                        (acceptor.clone(), upstream.clone(), Arc::clone(&counted));
-                    tokio::spawn(async move {
-                        let Ok(mut tls) = acceptor.accept(tcp).await else {
-                            return;
-                        };
-                        counted.fetch_add(1, Ordering::SeqCst);
-                        let Ok(mut plain) = tokio::net::TcpStream::connect(&upstream).await else {
-                            return;
-                        };
-                        let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
-                    });
-                }
-            });
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let Ok(mut plain) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                });
+            }
         });
-        let addr = addr_rx.recv().expect("proxy address");
         TlsProxy {
             endpoint: format!("https://{addr}"),
             handshakes,
