@@ -313,7 +313,7 @@ async fn bisection_isolates_one_poison_record_and_reports_it_to_sns() {
 /// scheduler) while checkpoints commit on a blocking thread.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bisection_with_the_lean_client() {
-    bisection_with("[aws]\nclient = \"lean\"\n[daemon]\nworker_threads = 1\n").await;
+    bisection_with(LEAN).await;
 }
 
 async fn bisection_with(aws: &str) {

@@ -120,10 +120,6 @@ fn md5_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// A sidecar's profile: `[aws] client = "lean"` (esmd's own client for ReceiveMessage,
-/// DeleteMessageBatch and Invoke) and one runtime thread.
-const LEAN: &str = "[aws]\nclient = \"lean\"\n[daemon]\nworker_threads = 1\n";
-
 /// The async runtime's worker threads of a running esmd (tokio names them).
 fn runtime_workers(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task"))

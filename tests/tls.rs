@@ -12,9 +12,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// A sidecar's profile: esmd's lean client for the per-batch calls, one runtime thread.
-const LEAN: &str = "[aws]\nclient = \"lean\"\n[daemon]\nworker_threads = 1\n";
-
 fn mapping(arn: &str) -> String {
     format!(
         "[[mapping]]\nevent_source_arn = \"{arn}\"\nfunction_name = \"tls-fn\"\nbatch_size = 10\n"
@@ -65,10 +62,12 @@ async fn over_https(aws: &str) {
     assert!(aws_proxy.handshakes() > 0, "SQS went through TLS");
     assert!(lambda_proxy.handshakes() > 0, "Invoke went through TLS");
     let logs = esmd.logs();
-    if !aws.is_empty() {
+    let lean = logs.contains("go through esmd's lean client");
+    if aws.is_empty() {
+        assert!(!lean, "the SDK's client by default:\n{logs}");
+    } else {
         assert!(
-            logs.contains(&format!("endpoint={}", lambda_proxy.endpoint))
-                && logs.contains("go through esmd's lean client"),
+            lean && logs.contains(&format!("endpoint={}", lambda_proxy.endpoint)),
             "the lean client on the https endpoints:\n{logs}"
         );
     }
@@ -84,7 +83,7 @@ async fn an_untrusted_certificate_is_reported_and_loses_nothing() {
     let ca = TestCa::new();
     let lambda_proxy = TlsProxy::start(&ca, &function.endpoint);
     // SQS in plain HTTP, so messages are received; Invoke over TLS that fails.
-    let esmd = Esmd::start_at(
+    let mut esmd = Esmd::start_at(
         &moto.endpoint,
         &function,
         &format!("{LEAN}{}", mapping(&queue.arn)),
@@ -102,7 +101,6 @@ async fn an_untrusted_certificate_is_reported_and_loses_nothing() {
     .await;
     assert!(function.calls().is_empty(), "nothing got through");
     esmd.signal("TERM");
-    let mut esmd = esmd;
     assert!(esmd.wait_exit(Duration::from_secs(30)).success());
     // Released on shutdown (or still invisible, then back): all three are still there.
     eventually(

@@ -7,6 +7,11 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
+/// A sidecar's profile, to put before a config's mappings: `[aws] client = "lean"` (esmd's own
+/// signed client for the per-batch calls: ReceiveMessage, DeleteMessageBatch, GetRecords,
+/// Invoke) and one runtime thread (`worker_threads = 1`, tokio's current-thread scheduler).
+pub const LEAN: &str = "[aws]\nclient = \"lean\"\n[daemon]\nworker_threads = 1\n";
+
 /// The `esmd` binary running with a config, killed on drop.
 pub struct Esmd {
     child: Option<Child>,

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-/// A self-signed certificate for `127.0.0.1` and `localhost`; `ca_file` holds it in PEM for
+/// A self-signed certificate for `127.0.0.1` and `localhost`, and a PEM file holding it for
 /// `SSL_CERT_FILE`.
 pub struct TestCa {
-    pub ca_file: PathBuf,
+    ca_file: PathBuf,
     _dir: tempfile::TempDir,
     cert: CertificateDer<'static>,
     key: Vec<u8>,
