@@ -19,6 +19,10 @@ pub struct Invocation {
     /// When the function answered (set once its reply's delay has passed; before the answer
     /// is sent, so esmd sees the answer after this).
     pub finished: Option<Instant>,
+    /// The access key id the request was signed with (its `Authorization`'s `Credential=`).
+    pub access_key: Option<String>,
+    /// Its `X-Amz-Security-Token`, sent with temporary credentials.
+    pub security_token: Option<String>,
 }
 
 impl Invocation {
@@ -156,11 +160,23 @@ async fn invoke(
         "esmd must invoke synchronously"
     );
     let event: Value = serde_json::from_slice(&body).expect("event is JSON");
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let access_key = header("authorization").and_then(|a| {
+        let credential = a.split("Credential=").nth(1)?;
+        credential.split('/').next().map(str::to_string)
+    });
     let invocation = Invocation {
         function: name,
         event,
         started: Instant::now(),
         finished: None,
+        access_key,
+        security_token: header("x-amz-security-token"),
     };
     let (reply, index) = {
         let mut calls = state.calls.lock().unwrap();

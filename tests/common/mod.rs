@@ -1,10 +1,12 @@
 //! The integration-test harness, by concern: [`moto`] (the AWS side), [`function`] (a
 //! test-owned endpoint speaking the Lambda Invoke API), [`esmd`] (the real binary as a child
 //! process), [`queues`] and [`streams`] (resources in moto), [`tls`] (https in front of
-//! them), and the waiting helpers below.
+//! them), [`credentials`] (a container credentials endpoint handing out expiring ones), and
+//! the waiting helpers below.
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod credentials;
 mod esmd;
 mod function;
 mod kinesis_local;
@@ -15,6 +17,8 @@ mod streams;
 mod tls;
 
 // Each test crate uses its own part of the harness.
+#[allow(unused_imports)]
+pub use credentials::*;
 #[allow(unused_imports)]
 pub use esmd::*;
 #[allow(unused_imports)]

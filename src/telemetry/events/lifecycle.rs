@@ -305,3 +305,23 @@ impl StoredMappingRejected<'_> {
         );
     }
 }
+
+/// Fetching fresh credentials failed while the current ones are still valid for a while: the
+/// lean client keeps signing with them and tries again after `retry_in`.
+pub(crate) struct CredentialsRefreshFailed<'a> {
+    pub(crate) error: &'a str,
+    pub(crate) expires_in: Duration,
+    pub(crate) retry_in: Duration,
+}
+
+impl CredentialsRefreshFailed<'_> {
+    pub(crate) fn emit(&self) {
+        counted(Event::CredentialsRefreshFailed, None);
+        tracing::warn!(
+            error = self.error,
+            expires_in_s = self.expires_in.as_secs(),
+            retry_in_ms = self.retry_in.as_millis() as u64,
+            "refreshing credentials failed; signing with the current ones until they expire"
+        );
+    }
+}

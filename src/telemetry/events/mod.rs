@@ -42,9 +42,10 @@ pub(crate) enum Event {
     LeaseReleased,
     ApiMappingChanged,
     StoredMappingRejected,
+    CredentialsRefreshFailed,
 }
 
-const EVENTS: usize = 30;
+const EVENTS: usize = 31;
 
 /// The events' names in `esmd_events_total`, in [`Event`]'s order.
 const NAMES: [&str; EVENTS] = [
@@ -78,6 +79,7 @@ const NAMES: [&str; EVENTS] = [
     "lease_released",
     "api_mapping_changed",
     "stored_mapping_rejected",
+    "credentials_refresh_failed",
 ];
 
 static COUNTS: [AtomicU64; EVENTS] = [const { AtomicU64::new(0) }; EVENTS];
