@@ -17,8 +17,8 @@ use crate::telemetry::events::CredentialsRefreshFailed;
 /// Credentials are fetched again this long before they expire.
 const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
 
-/// Credentials whose fetch failed still sign while they have this long left: a request
-/// signed now reaches the service well within it (every attempt is bounded below a minute).
+/// Credentials whose refresh failed still sign while they have this long left: the service
+/// checks a request's signature when the request arrives, seconds after it was signed.
 const USABLE_UNTIL_EXPIRY: Duration = Duration::from_secs(60);
 
 /// After a failed fetch with usable credentials at hand, the next fetch waits this long (a

@@ -1,5 +1,5 @@
 //! Lifecycle events: mappings starting, erring and stopping; shards starting, ending and
-//! failing to read; configuration reloads.
+//! failing to read; configuration reloads; credentials that could not be refreshed.
 
 use std::time::Duration;
 
