@@ -133,7 +133,18 @@ fn main() -> anyhow::Result<()> {
                 let results = workloads::run_all(&settings, &backends).await?;
                 let table = report::table(&results);
                 println!("{table}");
-                report::write_json(&json, &settings, &results)?;
+                // What one wake-up after a 100 ms wait costs on this host, with no work: the
+                // floor under every row whose backend answers slowly (bench/README.md).
+                let sleeps = if smoke { 5 } else { 30 };
+                let wake = tokio::task::spawn_blocking(move || {
+                    proc::wake_cost(std::time::Duration::from_millis(100), sleeps)
+                })
+                .await?;
+                println!(
+                    "a thread that only sleeps 100 ms and wakes costs {:.1} µs of CPU per wake on this host",
+                    wake.as_secs_f64() * 1e6
+                );
+                report::write_json(&json, &settings, &results, wake)?;
                 println!("results written to {}", json.display());
                 let failed = results.iter().filter(|r| r.error.is_some()).count();
                 anyhow::ensure!(failed == 0, "{failed} benchmark(s) failed");

@@ -103,6 +103,33 @@ pub fn context_switches(pid: u32) -> u64 {
     total
 }
 
+/// The CPU a thread spends on one wake-up after sleeping `after`, doing nothing else: the
+/// mean over `times` sleeps, from the thread's own CPU clock. It is the host's fixed price of
+/// waiting for a slow backend, paid on each answer from one by whatever client reads it.
+pub fn wake_cost(after: Duration, times: u32) -> Duration {
+    let thread_cpu = || {
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: the call only writes to the local passed by pointer, which outlives it.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+        Duration::new(
+            u64::try_from(now.tv_sec).unwrap_or(0),
+            u32::try_from(now.tv_nsec).unwrap_or(0),
+        )
+    };
+    std::thread::spawn(move || {
+        let start = thread_cpu();
+        for _ in 0..times {
+            std::thread::sleep(after);
+        }
+        (thread_cpu() - start) / times.max(1)
+    })
+    .join()
+    .unwrap_or_default()
+}
+
 /// `pid` and its descendants.
 fn tree(pid: u32) -> Vec<u32> {
     let mut all = vec![pid];
@@ -131,6 +158,16 @@ fn tree(pid: u32) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wake_costs_the_sleeping_threads_cpu_not_the_time_asleep() {
+        // A wall clock would give at least the 20 ms slept; the thread's CPU clock a sliver.
+        let wake = wake_cost(Duration::from_millis(20), 3);
+        assert!(
+            wake > Duration::ZERO && wake < Duration::from_millis(10),
+            "{wake:?}"
+        );
+    }
 
     #[test]
     fn cpu_counts_finer_than_a_clock_tick() {

@@ -187,7 +187,12 @@ fn machine() -> serde_json::Value {
     serde_json::json!({"cpu": model, "cores": cores, "memory_gib": mem_kb / 1024 / 1024})
 }
 
-pub fn write_json(path: &Path, settings: &Settings, rows: &[Row]) -> anyhow::Result<()> {
+pub fn write_json(
+    path: &Path,
+    settings: &Settings,
+    rows: &[Row],
+    wake: std::time::Duration,
+) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -199,6 +204,7 @@ pub fn write_json(path: &Path, settings: &Settings, rows: &[Row]) -> anyhow::Res
         "idle_seconds": settings.idle.as_secs(),
         "latency_samples": settings.latency_samples,
         "record_bytes": 1024,
+        "wake_cpu_us_after_100ms": (wake.as_secs_f64() * 1e7).round() / 10.0,
         "results": rows,
     });
     std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
