@@ -21,17 +21,22 @@ pub fn cpu(pid: u32) -> Duration {
 fn cpu_clock(pid: u32) -> Option<Duration> {
     let pid = libc::pid_t::try_from(pid).ok()?;
     let mut clock: libc::clockid_t = 0;
+    // SAFETY: the call only writes to the local passed by pointer, which outlives it.
+    if unsafe { libc::clock_getcpuclockid(pid, &mut clock) } != 0 {
+        return None;
+    }
+    read_clock(clock)
+}
+
+/// The time on `clock`, if it can be read.
+fn read_clock(clock: libc::clockid_t) -> Option<Duration> {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: both calls only write to the locals passed by pointer, which outlive them.
-    unsafe {
-        if libc::clock_getcpuclockid(pid, &mut clock) != 0
-            || libc::clock_gettime(clock, &mut now) != 0
-        {
-            return None;
-        }
+    // SAFETY: the call only writes to the local passed by pointer, which outlives it.
+    if unsafe { libc::clock_gettime(clock, &mut now) } != 0 {
+        return None;
     }
     Some(Duration::new(
         u64::try_from(now.tv_sec).ok()?,
@@ -107,24 +112,13 @@ pub fn context_switches(pid: u32) -> u64 {
 /// mean over `times` sleeps, from the thread's own CPU clock. It is the host's fixed price of
 /// waiting for a slow backend, paid on each answer from one by whatever client reads it.
 pub fn wake_cost(after: Duration, times: u32) -> Duration {
-    let thread_cpu = || {
-        let mut now = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: the call only writes to the local passed by pointer, which outlives it.
-        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-        Duration::new(
-            u64::try_from(now.tv_sec).unwrap_or(0),
-            u32::try_from(now.tv_nsec).unwrap_or(0),
-        )
-    };
+    let thread_cpu = || read_clock(libc::CLOCK_THREAD_CPUTIME_ID).unwrap_or_default();
     std::thread::spawn(move || {
         let start = thread_cpu();
         for _ in 0..times {
             std::thread::sleep(after);
         }
-        (thread_cpu() - start) / times.max(1)
+        thread_cpu().saturating_sub(start) / times.max(1)
     })
     .join()
     .unwrap_or_default()

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant, SystemTime};
 pub struct Issued {
     pub access_key: String,
     pub token: String,
-    pub fetched: Instant,
     pub expires: Instant,
 }
 
@@ -74,12 +73,10 @@ async fn credentials(State(state): State<CredState>) -> Result<Json<Value>, Stat
     let mut issued = state.issued.lock().unwrap();
     let n = issued.len() + 1;
     let expiration = chrono::DateTime::<chrono::Utc>::from(SystemTime::now() + state.lifetime);
-    let now = Instant::now();
     let generation = Issued {
         access_key: format!("KEY-{n}"),
         token: format!("TOKEN-{n}"),
-        fetched: now,
-        expires: now + state.lifetime,
+        expires: Instant::now() + state.lifetime,
     };
     let body = json!({
         "AccessKeyId": generation.access_key,
